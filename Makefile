@@ -1,0 +1,33 @@
+# Two commands on a fresh machine: `make pipeline` (dvc repro) and `make test`.
+# Each creates or reuses the virtual environment in .venv.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: venv pipeline test bench clean-venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	# MovieLens-100K ships inside the recbole wheel; only its data is used.
+	$(BIN)/python -m pip install --quiet --no-deps -c constraints.txt recbole
+	touch $@
+
+pipeline: venv
+	test -d .git || git init -q
+	dvc repro
+
+test: venv
+	$(BIN)/python -m pytest
+
+bench: venv
+	$(BIN)/python -m benchmarks.bench_dataset
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,194 @@
+"""Training data by point-in-time join: labelled events + every feature as it was at event time.
+
+Missing values are exactly what TTL, delays, failed runs and cold start leave; each row carries
+its missing mask per feature (`missing__<feature>`) and per view (`missing_view__<view>`).
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from feast import FeatureStore
+
+from components.feature_store import open_store
+from components.io import atomic_write_json, replace_dir, staging_dir_for
+from components.missingness import missingness_report, missing_rate_over_time, write_missing_over_time
+from components.params import load_params, section
+from components.raw import RawTables
+from feature_repo.definitions import FEATURE_SERVICE, REQUEST_CONTEXT_KINDS, REQUEST_TIME_FIELD, Definitions, build_definitions
+from feature_repo.settings import FeatureRepoSettings
+
+SPLITS = ("train", "validation", "test")
+KEYS = ["event_id", "user_id", "item_id"]
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    name: str
+    view: str
+    kind: str  # categorical | numeric | multi
+    dtype: str
+
+
+@dataclass(frozen=True)
+class DatasetSchema:
+    """What the model reads: derived from the feature service, written as schema.json beside the splits."""
+
+    features: list[FeatureSpec]
+    views: dict[str, dict]
+
+    def to_json(self) -> dict:
+        return {
+            "keys": KEYS,
+            "timestamp": "event_timestamp",
+            "label": "label",
+            "features": [f.__dict__ for f in self.features],
+            "views": self.views,
+        }
+
+    @property
+    def timestamp_columns(self) -> list[str]:
+        return [v["timestamp_column"] for v in self.views.values() if v["timestamp_column"]]
+
+
+def schema_from_definitions(definitions: Definitions) -> DatasetSchema:
+    """Model inputs are the service's fields tagged with a kind (the registry does not keep field tags,
+    so this reads the definitions the registry was applied from)."""
+    ttl_hours = {v.name: v.ttl.total_seconds() / 3600 for v in definitions.batch_views}
+    features: list[FeatureSpec] = []
+    views: dict[str, dict] = {}
+    for projection in definitions.service.feature_view_projections:
+        view = projection.name
+        ts_column = f"{view}_ts"
+        names: list[str] = []
+        for field in projection.features:
+            kind = field.tags.get("kind") or REQUEST_CONTEXT_KINDS.get(field.name)
+            if kind is None:
+                continue  # availability timestamps are metadata, not model inputs
+            features.append(FeatureSpec(field.name, view, kind, str(field.dtype)))
+            names.append(field.name)
+        has_ts = any(f.name == ts_column for f in projection.features)
+        views[view] = {"ttl_hours": ttl_hours.get(view), "features": names, "timestamp_column": ts_column if has_ts else None}
+    return DatasetSchema(features, views)
+
+
+def labelled_events(events: pd.DataFrame, label_min_rating: float) -> pd.DataFrame:
+    """The entity frame: one row per event, ordered by time; the rating itself never leaves this function."""
+    ordered = events.sort_values(["timestamp", "user_id", "item_id"], kind="stable").reset_index(drop=True)
+    return pd.DataFrame(
+        {
+            "event_id": np.arange(len(ordered), dtype=np.int64),
+            "user_id": ordered["user_id"].astype("int64"),
+            "item_id": ordered["item_id"].astype("int64"),
+            "event_timestamp": pd.to_datetime(ordered["timestamp"], unit="s", utc=True).dt.as_unit("ns"),
+            "label": (ordered["rating"] >= label_min_rating).astype("int64"),
+            REQUEST_TIME_FIELD: ordered["timestamp"].astype("int64"),
+        }
+    )
+
+
+def point_in_time_join(store: FeatureStore, entity_df: pd.DataFrame) -> pd.DataFrame:
+    """Join through the feature service; every event must come back, exactly once."""
+    joined = store.get_historical_features(entity_df=entity_df, features=store.get_feature_service(FEATURE_SERVICE)).to_df()
+    if len(joined) != len(entity_df) or joined["event_id"].nunique() != len(entity_df):
+        raise RuntimeError(
+            f"point-in-time join returned {len(joined):,} rows ({joined['event_id'].nunique():,} distinct events) for "
+            f"{len(entity_df):,} events; the offline store must keep rows past TTL as nulls (use the duckdb offline store)"
+        )
+    return joined.sort_values("event_id", kind="stable").reset_index(drop=True)
+
+
+def _is_missing(column: pd.Series, kind: str) -> np.ndarray:
+    if kind == "multi":
+        return column.map(lambda v: v is None or (not isinstance(v, str) and len(v) == 0) if not isinstance(v, float) else True).to_numpy()
+    return column.isna().to_numpy()
+
+
+def to_training_frame(joined: pd.DataFrame, schema: DatasetSchema) -> pd.DataFrame:
+    """Typed columns of the dataset contract plus missing masks."""
+    out = joined[KEYS + ["event_timestamp", "label"]].copy()
+    out["event_timestamp"] = pd.to_datetime(out["event_timestamp"], utc=True).dt.as_unit("ns")
+    for spec in schema.features:
+        col = joined[spec.name]
+        if spec.kind == "numeric":
+            col = col.astype("float64")
+        elif spec.kind == "multi":
+            col = col.map(lambda v: list(v) if isinstance(v, (list, np.ndarray)) and len(v) else None)
+        elif spec.dtype.lower().startswith("int"):
+            col = col.astype("int64")
+        else:
+            col = col.astype(object).where(col.notna(), None)
+        out[spec.name] = col
+    for column in schema.timestamp_columns:
+        out[column] = pd.to_datetime(joined[column], unit="s", utc=True).dt.as_unit("ns")
+    for spec in schema.features:
+        out[f"missing__{spec.name}"] = _is_missing(out[spec.name], spec.kind).astype("int8")
+    for view, info in schema.views.items():
+        masks = out[[f"missing__{f}" for f in info["features"]]].to_numpy()
+        out[f"missing_view__{view}"] = masks.all(axis=1).astype("int8")
+    return out
+
+
+def split_by_time(frame: pd.DataFrame, fractions: dict[str, float]) -> dict[str, pd.DataFrame]:
+    """Oldest events train, newest test; no event of a later split is older than one of an earlier split."""
+    missing = [s for s in SPLITS if s not in fractions]
+    if missing:
+        raise KeyError(f"dataset.split lacks {missing}; give fractions for {list(SPLITS)}")
+    total = sum(float(fractions[s]) for s in SPLITS)
+    if not np.isclose(total, 1.0) or min(float(fractions[s]) for s in SPLITS) <= 0:
+        raise ValueError(f"dataset.split fractions must be positive and sum to 1, got {dict(fractions)}")
+    ordered = frame.sort_values(["event_timestamp", "event_id"], kind="stable").reset_index(drop=True)
+    n = len(ordered)
+    cut1 = int(round(n * float(fractions["train"])))
+    cut2 = int(round(n * (float(fractions["train"]) + float(fractions["validation"]))))
+    return {
+        "train": ordered.iloc[:cut1].reset_index(drop=True),
+        "validation": ordered.iloc[cut1:cut2].reset_index(drop=True),
+        "test": ordered.iloc[cut2:].reset_index(drop=True),
+    }
+
+
+def build_dataset(
+    store: FeatureStore, definitions: Definitions, raw: RawTables, label_min_rating: float, fractions: dict[str, float]
+) -> tuple[dict[str, pd.DataFrame], DatasetSchema]:
+    schema = schema_from_definitions(definitions)
+    joined = point_in_time_join(store, labelled_events(raw.events, label_min_rating))
+    return split_by_time(to_training_frame(joined, schema), fractions), schema
+
+
+def write_dataset(splits: dict[str, pd.DataFrame], schema: DatasetSchema, out_dir: Path) -> None:
+    """All splits and schema.json appear together or not at all."""
+    staged = staging_dir_for(out_dir)
+    for name, frame in splits.items():
+        frame.to_parquet(staged / f"{name}.parquet", index=False)
+    atomic_write_json(schema.to_json(), staged / "schema.json")
+    replace_dir(staged, out_dir)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Build the train/validation/test sets by point-in-time join.")
+    parser.add_argument("--params", default=None)
+    parser.add_argument("--raw", type=Path, default=Path("data/raw"))
+    parser.add_argument("--out", type=Path, default=Path("data/datasets"))
+    parser.add_argument("--reports", type=Path, default=Path("reports"))
+    args = parser.parse_args(argv)
+    params = load_params(args.params)
+    splits, schema = build_dataset(
+        open_store(),
+        build_definitions(FeatureRepoSettings.from_params(params)),
+        RawTables.read(args.raw), section(params, "ingest", "label_min_rating"), section(params, "dataset", "split")
+    )
+    write_dataset(splits, schema, args.out)
+    report = missingness_report(splits, list(schema.views))
+    atomic_write_json(report, args.reports / "missingness.json")
+    write_missing_over_time(missing_rate_over_time(splits, list(schema.views)), args.reports)
+    for name, info in report.items():
+        rates = ", ".join(f"{v} {r:.3f}" for v, r in info["missing_rate"].items())
+        print(f"dataset {name}: {info['rows']:,} rows; missing rate {rates}")
+
+
+if __name__ == "__main__":
+    main()
