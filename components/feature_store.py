@@ -56,6 +56,18 @@ def apply_definitions(store: FeatureStore, settings: FeatureRepoSettings) -> Def
     return definitions
 
 
+def prepare_online_store(settings: FeatureRepoSettings, repo_dir: Path = REPO_DIR, fs_yaml: str | None = None) -> FeatureStore:
+    """The store materialization writes through: its own copy of the applied registry, and the
+    online tables created for it (the online folder is a fresh output on every run)."""
+    store = open_store(repo_dir, fs_yaml, registry=ONLINE_REGISTRY)
+    applied = registry_path(open_store(repo_dir, fs_yaml))
+    if not applied.exists():
+        raise FileNotFoundError(f"no applied registry at {applied}; run the apply step first (dvc repro feast_apply)")
+    shutil.copyfile(applied, registry_path(store))
+    apply_definitions(store, settings)
+    return store
+
+
 def feature_time_range(features_dir: Path) -> tuple[datetime, datetime]:
     """Earliest and latest availability time across the feature tables."""
     stamps = [pd.read_parquet(p, columns=["event_timestamp"])["event_timestamp"] for p in sorted(features_dir.glob("*.parquet"))]
@@ -84,8 +96,7 @@ def main(argv: list[str] | None = None) -> None:
         defs = apply_definitions(open_store(), settings)
         message = f"feast apply: {len(defs.batch_views)} feature views + request_context, feature service asymdiffrec_v1"
     else:
-        store = open_store(registry=ONLINE_REGISTRY)
-        shutil.copyfile(registry_path(open_store()), registry_path(store))
+        store = prepare_online_store(settings)
         start, end = feature_time_range(args.features)
         if args.end:
             end = pd.Timestamp(args.end, tz="UTC").to_pydatetime()

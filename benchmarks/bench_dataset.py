@@ -1,0 +1,151 @@
+"""Wall time and peak memory of building the training set by point-in-time join.
+
+Feast's `get_historical_features` (DuckDB offline store, through the feature service) against a
+plain DuckDB ASOF join of the same parquet tables with the same TTLs, the floor any point-in-time
+join can hope for. Each measurement runs in a fresh process (peak RSS is that process's own); the
+two are measured side by side at each size, medians over repeats.
+
+    python -m benchmarks.bench_dataset --sizes 100000 1000000 10000000 --repeats 3
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def prepare(workdir: Path, n_events: int, seed: int = 7) -> None:
+    """Synthetic log of the given size -> feature tables -> feast apply -> the events to join."""
+    import shutil
+
+    from components.dataset import labelled_events
+    from components.feature_jobs import FeatureJobConfig, build_feature_tables, write_feature_tables
+    from components.feature_store import apply_definitions, open_store
+    from components.params import load_params
+    from components.synthetic import SyntheticConfig, generate
+    from feature_repo.settings import REPO_DIR, FeatureRepoSettings
+
+    params = load_params()
+    cfg = SyntheticConfig(n_events=n_events, n_users=max(n_events // 40, 500), n_items=max(n_events // 200, 200), days=60, seed=seed)
+    raw = generate(cfg)
+    (workdir / "feature_repo").mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO_DIR / "feature_store.yaml", workdir / "feature_repo" / "feature_store.yaml")
+    write_feature_tables(build_feature_tables(raw, FeatureJobConfig.from_dict(params["feature_jobs"])), workdir / "data" / "features")
+    settings = FeatureRepoSettings.from_params(params, features_dir=str(workdir / "data" / "features"))
+    apply_definitions(open_store(workdir / "feature_repo"), settings)
+    labelled_events(raw.events, params["ingest"]["label_min_rating"]).to_parquet(workdir / "events.parquet", index=False)
+    (workdir / "ttl_hours.json").write_text(json.dumps(settings.ttl_hours))
+
+
+def run_feast(workdir: Path) -> int:
+    import pandas as pd
+
+    from components.dataset import point_in_time_join
+    from components.feature_store import open_store
+
+    joined = point_in_time_join(open_store(workdir / "feature_repo"), pd.read_parquet(workdir / "events.parquet"))
+    return len(joined)
+
+
+ASOF_SQL = """
+SELECT e.event_id, e.user_id, e.item_id, e.event_timestamp, e.label,
+       hour(e.event_timestamp) AS hour_of_day, isodow(e.event_timestamp) - 1 AS weekday,
+       {columns}
+FROM read_parquet('{events}') e
+{joins}
+"""
+
+
+def run_duckdb(workdir: Path) -> int:
+    ttl = json.loads((workdir / "ttl_hours.json").read_text())
+    return len(asof_join(workdir / "data" / "features", workdir / "events.parquet", ttl))
+
+
+def asof_join(features_dir: Path, events: Path, ttl: dict[str, float]):
+    """The same point-in-time join written by hand: latest row at or before the event, then the TTL."""
+    import duckdb
+
+    views = {
+        "user_profile": ("user_id", ["age_bucket", "gender", "occupation", "region", "user_profile_ts"]),
+        "user_activity": ("user_id", ["user_events_7d", "user_events_30d", "user_mean_rating_30d", "user_top_genres_30d", "user_activity_ts"]),
+        "item_metadata": ("item_id", ["item_genres", "item_release_year", "item_metadata_ts"]),
+        "item_stats": ("item_id", ["item_events_7d", "item_events_30d", "item_mean_rating_30d", "item_stats_ts"]),
+    }
+    columns, joins = [], []
+    for i, (view, (key, cols)) in enumerate(views.items()):
+        alias = f"v{i}"
+        path = features_dir / f"{view}.parquet"
+        joins.append(
+            f"ASOF LEFT JOIN read_parquet('{path}') {alias} ON e.{key} = {alias}.{key} AND e.event_timestamp >= {alias}.event_timestamp"
+        )
+        fresh = f"{alias}.event_timestamp >= e.event_timestamp - INTERVAL {int(ttl[view])} HOUR"
+        columns += [f"CASE WHEN {fresh} THEN {alias}.{c} END AS {c}" for c in cols]
+    sql = ASOF_SQL.format(columns=",\n       ".join(columns), events=events, joins="\n".join(joins))
+    return duckdb.connect().execute(sql).df()
+
+
+def measure(kind: str, workdir: Path) -> dict:
+    """Run one join in a fresh process: wall time inside it, peak RSS of that process from the kernel."""
+    code = (
+        "import json,time; from pathlib import Path; from benchmarks.bench_dataset import run_feast, run_duckdb;"
+        f"w=Path({str(workdir)!r}); t=time.perf_counter(); n=run_{kind}(w);"
+        "print(json.dumps({'rows': n, 'seconds': time.perf_counter()-t}))"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)  # reap it ourselves to get its own rusage
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{kind} join failed (exit {proc.returncode}) at {workdir}")
+    result = json.loads(out.strip().splitlines()[-1])
+    result["peak_rss_mib"] = usage.ru_maxrss / 1024  # KiB on Linux
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000, 10_000_000])
+    parser.add_argument("--repeats", type=int, default=3, help="per size; sizes >= 5M run once")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "dataset.json")
+    args = parser.parse_args(argv)
+    results = []
+    for n in args.sizes:
+        with tempfile.TemporaryDirectory(prefix=f"bench-{n}-") as tmp:
+            workdir = Path(tmp)
+            t = time.perf_counter()
+            prepare(workdir, n)
+            print(f"[{n:,} events] prepared in {time.perf_counter() - t:.1f}s", flush=True)
+            runs: dict[str, list[dict]] = {"feast": [], "duckdb": []}
+            for _ in range(args.repeats if n < 5_000_000 else 1):
+                for kind in ("feast", "duckdb"):  # interleaved, so both see the same machine load
+                    runs[kind].append(measure(kind, workdir))
+            row = {"events": n}
+            for kind, rs in runs.items():
+                assert all(r["rows"] == n for r in rs), f"{kind} returned {[r['rows'] for r in rs]} rows for {n} events"
+                row[f"{kind}_seconds"] = statistics.median(r["seconds"] for r in rs)
+                row[f"{kind}_peak_rss_mib"] = statistics.median(r["peak_rss_mib"] for r in rs)
+            row["time_ratio"] = row["feast_seconds"] / row["duckdb_seconds"]
+            row["memory_ratio"] = row["feast_peak_rss_mib"] / row["duckdb_peak_rss_mib"]
+            results.append(row)
+            print(json.dumps(row), flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print("\n| events | Feast join (s) | DuckDB ASOF (s) | time ratio | Feast peak RSS (MiB) | DuckDB peak RSS (MiB) | memory ratio |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for r in results:
+        print(
+            f"| {r['events']:,} | {r['feast_seconds']:.2f} | {r['duckdb_seconds']:.2f} | {r['time_ratio']:.1f}x | "
+            f"{r['feast_peak_rss_mib']:.0f} | {r['duckdb_peak_rss_mib']:.0f} | {r['memory_ratio']:.1f}x |"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""Shared fixtures: the real pipeline steps run once on MovieLens-100K into a temporary workspace."""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from components.dataset import DatasetSchema, build_dataset, write_dataset
+from components.feature_jobs import FeatureJobConfig, build_feature_tables, write_feature_tables
+from components.feature_store import apply_definitions, open_store
+from components.movielens import load_movielens
+from components.params import load_params
+from components.raw import RawTables
+from feature_repo.definitions import Definitions
+from feature_repo.settings import REPO_DIR, FeatureRepoSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Workspace:
+    """A copy of the feature repo's configs with its own data folder, as `dvc repro` lays it out."""
+
+    root: Path
+    params: dict
+    raw: RawTables
+    tables: dict[str, pd.DataFrame]
+    definitions: Definitions
+    splits: dict[str, pd.DataFrame]
+    schema: DatasetSchema
+    settings: FeatureRepoSettings
+
+    @property
+    def repo_dir(self) -> Path:
+        return self.root / "feature_repo"
+
+    def store(self, **kwargs):
+        return open_store(self.repo_dir, **kwargs)
+
+    @property
+    def dataset(self) -> pd.DataFrame:
+        return pd.concat(self.splits.values(), ignore_index=True)
+
+
+def make_workspace(root: Path, raw: RawTables, params: dict) -> Workspace:
+    (root / "feature_repo").mkdir(parents=True)
+    for config in REPO_DIR.glob("feature_store*.yaml"):
+        shutil.copy(config, root / "feature_repo" / config.name)
+    tables = build_feature_tables(raw, FeatureJobConfig.from_dict(params["feature_jobs"]))
+    write_feature_tables(tables, root / "data" / "features")
+    settings = FeatureRepoSettings.from_params(params, features_dir=str(root / "data" / "features"))
+    store = open_store(root / "feature_repo")
+    definitions = apply_definitions(store, settings)
+    splits, schema = build_dataset(store, definitions, raw, params["ingest"]["label_min_rating"], params["dataset"]["split"])
+    write_dataset(splits, schema, root / "data" / "datasets")
+    return Workspace(root, params, raw, tables, definitions, splits, schema, settings)
+
+
+@pytest.fixture(scope="session")
+def project_params() -> dict:
+    return load_params(ROOT / "params.yaml")
+
+
+@pytest.fixture(scope="session")
+def movielens() -> RawTables:
+    return load_movielens()
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory, movielens, project_params) -> Workspace:
+    """MovieLens-100K through the feature jobs, `feast apply` and the point-in-time join."""
+    return make_workspace(tmp_path_factory.mktemp("ws"), movielens, project_params)

@@ -1,0 +1,82 @@
+"""The batch feature jobs: windows, failures, delays, and no value computed from its own future."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from components.feature_jobs import DAY, FeatureJobConfig, build_feature_tables, failed_runs, run_days
+from components.raw import RawTables
+
+VIEWS_WITH_KEYS = {"user_profile": "user_id", "user_activity": "user_id", "item_metadata": "item_id", "item_stats": "item_id"}
+
+
+def test_trailing_windows_count_only_events_before_the_cutoff(movielens, workspace):
+    events = movielens.events
+    lag = int(workspace.params["feature_jobs"]["batch_lag_hours"] * 3600)
+    rows = workspace.tables["item_stats"].sample(300, random_state=0)
+    for row in rows.itertuples():
+        cutoff = int(row.item_stats_ts) - lag
+        assert cutoff % DAY == 0, "daily runs cut off at midnight"
+        mine = events[(events.item_id == row.item_id) & (events.timestamp < cutoff)]
+        last30 = mine[mine.timestamp >= cutoff - 30 * DAY]
+        last7 = mine[mine.timestamp >= cutoff - 7 * DAY]
+        assert row.item_events_30d == len(last30)
+        assert row.item_events_7d == len(last7)
+        assert row.item_mean_rating_30d == pytest.approx(last30.rating.mean())
+
+
+def test_failed_runs_are_seeded_and_near_the_configured_rate(movielens):
+    cutoffs = run_days(movielens.events)
+    cfg = FeatureJobConfig(batch_failure_rate=0.3, seed=5)
+    first = failed_runs(cutoffs, "user_activity", cfg)
+    assert np.array_equal(first, failed_runs(cutoffs, "user_activity", cfg))
+    assert not np.array_equal(first, failed_runs(cutoffs, "item_stats", cfg)), "each job fails on its own days"
+    assert 0.15 < first.mean() < 0.45
+    assert not failed_runs(cutoffs, "user_activity", FeatureJobConfig(batch_failure_rate=0.0)).any()
+
+
+def test_a_failed_run_leaves_no_rows_for_its_day(movielens):
+    cfg = FeatureJobConfig(batch_failure_rate=0.3, seed=5)
+    cutoffs = run_days(movielens.events)
+    failed = set(cutoffs[failed_runs(cutoffs, "user_activity", cfg)])
+    landed = build_feature_tables(movielens, cfg)["user_activity"]["user_activity_ts"] - int(cfg.batch_lag_hours * 3600)
+    assert failed and not failed & set(landed.unique())
+
+
+def test_profiles_and_metadata_land_after_the_first_event(movielens, workspace):
+    first_user = movielens.events.groupby("user_id").timestamp.min()
+    profile = workspace.tables["user_profile"].set_index("user_id")
+    assert (profile["user_profile_ts"] >= first_user.loc[profile.index]).all()
+    assert (profile["user_profile_ts"] > first_user.loc[profile.index]).mean() > 0.9, "a sync delay, not instant"
+
+
+def test_no_feature_value_comes_from_events_at_or_after_the_event(movielens, workspace, project_params):
+    """Rebuild every feature table from only the events strictly before a sampled event's time:
+    the values the training row holds must be there, unchanged. A job reading the future would differ."""
+    cfg = FeatureJobConfig.from_dict(project_params["feature_jobs"])
+    data = workspace.dataset
+    sample = data.iloc[np.linspace(len(data) * 0.05, len(data) - 1, 12).astype(int)]
+    checked = 0
+    for row in sample.itertuples(index=False):
+        cut = int(row.event_timestamp.timestamp())
+        past = RawTables(movielens.events[movielens.events.timestamp < cut], movielens.users, movielens.items)
+        tables = build_feature_tables(past, cfg)
+        for view, key in VIEWS_WITH_KEYS.items():
+            ts = getattr(row, f"{view}_ts")
+            if pd.isna(ts):
+                continue
+            assert ts <= row.event_timestamp, f"{view} value from the future"
+            table = tables[view]
+            match = table[(table[key] == getattr(row, key)) & (table[f"{view}_ts"] == int(ts.timestamp()))]
+            assert len(match) == 1, f"{view} row for event {row.event_id} not reproducible from past events"
+            for feature in workspace.schema.views[view]["features"]:
+                got, want = getattr(row, feature), match.iloc[0][feature]
+                if isinstance(want, (list, np.ndarray)):
+                    assert list(got) == list(want), (view, feature)
+                elif pd.isna(want):
+                    assert pd.isna(got), (view, feature)
+                else:
+                    assert got == pytest.approx(want), (view, feature)
+            checked += 1
+    assert checked >= 20
