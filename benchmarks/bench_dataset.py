@@ -97,7 +97,7 @@ def measure(kind: str, workdir: Path) -> dict:
     code = (
         "import json,time; from pathlib import Path; from benchmarks.bench_dataset import run_feast, run_duckdb;"
         f"w=Path({str(workdir)!r}); t=time.perf_counter(); n=run_{kind}(w);"
-        "print(json.dumps({'rows': n, 'seconds': time.perf_counter()-t}))"
+        "print('RESULT', json.dumps({'rows': n, 'seconds': time.perf_counter()-t}))"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     out = proc.stdout.read()
@@ -105,7 +105,7 @@ def measure(kind: str, workdir: Path) -> dict:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise RuntimeError(f"{kind} join failed (exit {proc.returncode}) at {workdir}")
-    result = json.loads(out.strip().splitlines()[-1])
+    result = json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[len("RESULT "):])
     result["peak_rss_mib"] = usage.ru_maxrss / 1024  # KiB on Linux
     return result
 

@@ -60,7 +60,7 @@ def generate(cfg: SyntheticConfig) -> RawTables:
         item_genre[i, rng.choice(n_genres, k, replace=False)] = 1.0
     quality = rng.normal(0, 0.6, cfg.n_items)
     release_year = rng.integers(1950, 2024, cfg.n_items)
-    launch = np.where(rng.random(cfg.n_items) < 0.2, start - 86_400, start + rng.random(cfg.n_items) * span * 0.9)
+    launch = np.where(rng.random(cfg.n_items) < 0.3, start - 86_400, start + rng.random(cfg.n_items) * span)
     popularity = 1.0 / np.arange(1, cfg.n_items + 1) ** cfg.zipf_exponent
     popularity = popularity[rng.permutation(cfg.n_items)]
     popularity /= popularity.sum()
@@ -72,13 +72,16 @@ def generate(cfg: SyntheticConfig) -> RawTables:
     peak_hour = (rng.normal(20, 3, cfg.n_users)) % 24
     activity = rng.lognormal(0, 1.0, cfg.n_users)
     activity /= activity.sum()
-    signup = np.where(rng.random(cfg.n_users) < 0.3, start - 86_400, start + rng.random(cfg.n_users) * span * 0.9)
+    # Users keep arriving and churning, so cold start happens all along the log, not just at its start.
+    signup = np.where(rng.random(cfg.n_users) < 0.2, start - 86_400, start + rng.random(cfg.n_users) * span)
+    lifetime = rng.exponential(span / 3, cfg.n_users) + 86_400
 
     # Events: who, what, when.
     user = rng.choice(cfg.n_users, cfg.n_events, p=activity)
     item = rng.choice(cfg.n_items, cfg.n_events, p=popularity)
     earliest = np.maximum(np.maximum(signup[user], launch[item]), start)
-    t = earliest + rng.random(cfg.n_events) * (start + span - earliest)
+    latest = np.minimum(start + span, np.maximum(signup[user] + lifetime[user], earliest + 3_600))
+    t = earliest + rng.random(cfg.n_events) * (latest - earliest)
     day_start = (t - start) // 86_400 * 86_400 + start
     hour = (peak_hour[user] + rng.normal(0, 2.5, cfg.n_events)) % 24
     ts = np.minimum(day_start + hour * 3600, start + span - 1).astype(np.int64)
