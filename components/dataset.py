@@ -6,13 +6,13 @@ its missing mask per feature (`missing__<feature>`) and per view (`missing_view_
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from feast import FeatureStore
 
+from components.dataset_schema import KEYS, DatasetSchema, FeatureSpec
 from components.feature_store import open_store
 from components.io import atomic_write_json, replace_dir, staging_dir_for
 from components.missingness import missingness_report, missing_rate_over_time, write_missing_over_time
@@ -22,36 +22,6 @@ from feature_repo.definitions import FEATURE_SERVICE, REQUEST_CONTEXT_KINDS, REQ
 from feature_repo.settings import FeatureRepoSettings
 
 SPLITS = ("train", "validation", "test")
-KEYS = ["event_id", "user_id", "item_id"]
-
-
-@dataclass(frozen=True)
-class FeatureSpec:
-    name: str
-    view: str
-    kind: str  # categorical | numeric | multi
-    dtype: str
-
-
-@dataclass(frozen=True)
-class DatasetSchema:
-    """What the model reads: derived from the feature service, written as schema.json beside the splits."""
-
-    features: list[FeatureSpec]
-    views: dict[str, dict]
-
-    def to_json(self) -> dict:
-        return {
-            "keys": KEYS,
-            "timestamp": "event_timestamp",
-            "label": "label",
-            "features": [f.__dict__ for f in self.features],
-            "views": self.views,
-        }
-
-    @property
-    def timestamp_columns(self) -> list[str]:
-        return [v["timestamp_column"] for v in self.views.values() if v["timestamp_column"]]
 
 
 def schema_from_definitions(definitions: Definitions) -> DatasetSchema:
@@ -72,7 +42,7 @@ def schema_from_definitions(definitions: Definitions) -> DatasetSchema:
             names.append(field.name)
         has_ts = any(f.name == ts_column for f in projection.features)
         views[view] = {"ttl_hours": ttl_hours.get(view), "features": names, "timestamp_column": ts_column if has_ts else None}
-    return DatasetSchema(features, views)
+    return DatasetSchema(tuple(features), views)
 
 
 def labelled_events(events: pd.DataFrame, label_min_rating: float) -> pd.DataFrame:
@@ -109,7 +79,7 @@ def _is_missing(column: pd.Series, kind: str) -> np.ndarray:
 
 def to_training_frame(joined: pd.DataFrame, schema: DatasetSchema) -> pd.DataFrame:
     """Typed columns of the dataset contract plus missing masks."""
-    out = joined[KEYS + ["event_timestamp", "label"]].copy()
+    out = joined[[*KEYS, "event_timestamp", "label"]].copy()
     out["event_timestamp"] = pd.to_datetime(out["event_timestamp"], utc=True).dt.as_unit("ns")
     for spec in schema.features:
         col = joined[spec.name]

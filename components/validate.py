@@ -33,11 +33,11 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
+from components.dataset_schema import SCHEMA_FILE, DatasetSchema
 from components.io import atomic_write_text, replace_dir, staging_dir_for
 
 SPLITS = ("train", "validation", "test")
 ALL_SPLITS = "all_splits"
-SCHEMA_FILE = "schema.json"
 CONTRACT_FILES = tuple(f"{s}.parquet" for s in SPLITS) + (SCHEMA_FILE,)
 
 # Fixed by the dataset contract (not knobs): dtypes of the non-feature columns as pandas reads them.
@@ -47,12 +47,6 @@ TIMESTAMP_DTYPE = "datetime64[ns, UTC]"
 MASK_DTYPE = "int8"
 LABEL_VALUES = (0, 1)
 MASK_VALUES = (0, 1)
-
-FEATURE_MASK_PREFIX = "missing__"
-VIEW_MASK_PREFIX = "missing_view__"
-
-# schema.json `kind` values of multi-value (list) features.
-_LIST_KINDS = {"multi", "multivalue", "multi_value", "multi_categorical", "multicategorical", "list", "sequence", "set"}
 
 
 class ValidationFailed(RuntimeError):
@@ -188,91 +182,6 @@ class ValidationConfig:
 # --------------------------------------------------------------------------------------------
 # Dataset schema (schema.json)
 # --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FeatureSpec:
-    name: str
-    view: str
-    kind: str
-    dtype: str
-
-    @property
-    def is_list(self) -> bool:
-        d = self.dtype.lower().replace(" ", "")
-        return self.kind.lower() in _LIST_KINDS or d.startswith(("list", "array", "large_list")) or d.endswith("[]")
-
-    @property
-    def pandas_dtype(self) -> str:
-        """The column dtype the dataset contract gives this feature: numeric features are float64
-        (NaN = missing), integer-typed categoricals int64 (never missing), lists and strings are
-        object columns (None = missing)."""
-        d = self.dtype.lower()
-        if self.is_list:
-            return "object"
-        if self.kind.lower() == "numeric" or d.startswith(("float", "double")):
-            return "float64"
-        if d.startswith(("int", "uint")):
-            return "int64"
-        return "object"
-
-    @property
-    def is_string(self) -> bool:
-        return not self.is_list and self.pandas_dtype == "object"
-
-
-@dataclass(frozen=True)
-class DatasetSchema:
-    keys: tuple[str, ...]
-    timestamp: str
-    label: str
-    features: tuple[FeatureSpec, ...]
-    view_ts: dict[str, str | None]  # view -> its timestamp column (None for request-time views)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any], source: str = SCHEMA_FILE) -> "DatasetSchema":
-        try:
-            features = tuple(
-                FeatureSpec(name=f["name"], view=f["view"], kind=str(f.get("kind", "")), dtype=str(f["dtype"]))
-                for f in d["features"]
-            )
-            views = d["views"]
-            schema = cls(
-                keys=tuple(d["keys"]),
-                timestamp=d["timestamp"],
-                label=d["label"],
-                features=features,
-                view_ts={v: (spec or {}).get("timestamp_column") for v, spec in views.items()},
-            )
-        except (KeyError, TypeError) as e:
-            raise ValueError(f"{source} does not follow the dataset contract ({type(e).__name__}: {e})") from e
-        unknown_views = sorted({f.view for f in features} - set(views))
-        if unknown_views:
-            raise ValueError(f"{source}: features name view(s) {unknown_views} that 'views' does not define")
-        return schema
-
-    @property
-    def views(self) -> tuple[str, ...]:
-        return tuple(self.view_ts)
-
-    def feature_mask(self, feature: str) -> str:
-        return f"{FEATURE_MASK_PREFIX}{feature}"
-
-    def view_mask(self, view: str) -> str:
-        return f"{VIEW_MASK_PREFIX}{view}"
-
-    @property
-    def ts_columns(self) -> dict[str, str]:
-        return {v: ts for v, ts in self.view_ts.items() if ts}
-
-    @property
-    def columns(self) -> list[str]:
-        cols = [*self.keys, self.timestamp, self.label]
-        cols += [f.name for f in self.features]
-        cols += list(self.ts_columns.values())
-        cols += [self.feature_mask(f.name) for f in self.features]
-        cols += [self.view_mask(v) for v in self.views]
-        return list(dict.fromkeys(cols))
 
 
 # --------------------------------------------------------------------------------------------
