@@ -105,7 +105,7 @@ def measure(kind: str, workdir: Path) -> dict:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise RuntimeError(f"{kind} join failed (exit {proc.returncode}) at {workdir}")
-    result = json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[len("RESULT "):])
+    result = json.loads(out.rsplit("RESULT ", 1)[1].splitlines()[0])  # DuckDB's progress bar may share the line
     result["peak_rss_mib"] = usage.ru_maxrss / 1024  # KiB on Linux
     return result
 
