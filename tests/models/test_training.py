@@ -89,3 +89,12 @@ def test_evaluate_bundle(dataset, schema):
     out = evaluate(model, schema.encode(dataset.test), rates=(0.0, 0.8))
     assert set(out) == {"natural", "by_missing_count", "robustness"}
     assert set(out["natural"]) >= {"auc", "uauc", "logloss"} and list(out["robustness"]) == ["0.0", "0.8"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_mixed_precision_training_and_cpu_checkpoint(dataset, tmp_path):
+    model, schema, result = fit(dataset.train, dataset.validation, dataset.features, {"variant": "asymdiffrec", **SMALL}, {**FAST, "device": "cuda"})
+    assert result.device.startswith("cuda") and not np.isnan(result.best_val_auc)
+    save_checkpoint(tmp_path / "ckpt", model, schema)
+    cpu_model = load_checkpoint(tmp_path / "ckpt").model
+    np.testing.assert_allclose(predict(model, schema, dataset.test), predict(cpu_model, schema, dataset.test), atol=1e-5)

@@ -1,0 +1,112 @@
+"""Model and training knobs as dataclasses; each one settable from a plain dict (params.yaml)."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+T = TypeVar("T", bound="_FromDict")
+
+# Named variants: the model class they build and the knobs they pin (ablations win over the dict).
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "base": ("base", {}),
+    "dropout": ("dropout", {}),
+    "gaussian": ("gaussian", {}),
+    "asymdiffrec": ("asymdiffrec", {}),
+    "asymdiffrec_no_aux": ("asymdiffrec", {"lambda_aux": 0.0}),
+    "asymdiffrec_no_rec": ("asymdiffrec", {"lambda_rec": 0.0}),
+}
+
+
+class _FromDict:
+    @classmethod
+    def from_dict(cls: type[T], d: dict[str, Any] | None = None, **overrides: Any) -> T:
+        """Build from a dict, rejecting unknown keys and casting lists to tuples where the field is one."""
+        d = {**(d or {}), **overrides}
+        names = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(d) - set(names))
+        if unknown:
+            raise ValueError(f"{cls.__name__} has no key(s) {unknown}; allowed: {sorted(names)}")
+        for key, value in list(d.items()):
+            default = names[key].default if names[key].default is not dataclasses.MISSING else None
+            if isinstance(default, tuple) and isinstance(value, list):
+                d[key] = tuple(value)
+        obj = cls(**d)
+        obj.validate()  # type: ignore[attr-defined]
+        return obj
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}  # type: ignore[call-overload]
+
+
+@dataclass
+class ModelConfig(_FromDict):
+    """What to build: the variant, the base model and the diffusion knobs."""
+
+    variant: str = "asymdiffrec"  # one of VARIANTS
+    base: str = "dnn"  # a registered base model: dnn, dcnv2, deepfm
+    embed_dim: int = 16
+    hidden: tuple[int, ...] = (256, 128)  # deep network; the last width is the latent size for dnn
+    dropout: float = 0.0
+    cross_layers: int = 3  # dcnv2
+    # reverse process g
+    denoiser_hidden: int = 256
+    residual: bool = True  # z0' = z_t + g([s, z_t]) instead of g([s, z_t])
+    reverse_steps: int = 1  # >1: a chain of g steps with the mask fading to zero
+    # loss
+    lambda_rec: float = 1.0
+    lambda_aux: float = 1.0
+    stop_grad: bool = True  # no gradient through the target h(x0) of the reconstruction loss
+    # forward process
+    group_drop_prob: float = 0.5  # share of samples whose drops are whole feature views
+    t_schedule: str = "uniform"  # uniform | fitted (to the training missing-count distribution)
+    fitted_smoothing: float = 0.2  # fitted: weight of a uniform floor over the allowed counts
+    # gaussian baseline
+    gaussian_steps: int = 50
+    gaussian_noise_scale: float = 0.1
+    gaussian_serve_step: int = 0
+
+    def validate(self) -> None:
+        if self.variant not in VARIANTS:
+            raise ValueError(f"model.variant '{self.variant}' is unknown; use one of {sorted(VARIANTS)}")
+        if self.t_schedule not in ("uniform", "fitted"):
+            raise ValueError(f"model.t_schedule '{self.t_schedule}' is unknown; use 'uniform' or 'fitted'")
+        if not 0.0 <= self.group_drop_prob <= 1.0:
+            raise ValueError(f"model.group_drop_prob must lie in [0, 1], got {self.group_drop_prob}")
+        if self.reverse_steps < 1 or self.embed_dim < 1 or not self.hidden:
+            raise ValueError("model.reverse_steps and model.embed_dim must be >= 1 and model.hidden non-empty")
+        if not 0 <= self.gaussian_serve_step < self.gaussian_steps:
+            raise ValueError(f"model.gaussian_serve_step must lie in [0, gaussian_steps), got {self.gaussian_serve_step}")
+
+    def resolved(self) -> "ModelConfig":
+        """The config with the variant's pinned knobs applied."""
+        return dataclasses.replace(self, **VARIANTS[self.variant][1])
+
+    @property
+    def kind(self) -> str:
+        return VARIANTS[self.variant][0]
+
+
+@dataclass
+class TrainConfig(_FromDict):
+    """How to train: optimiser, batches, early stopping, device."""
+
+    epochs: int = 10
+    batch_size: int = 1024
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    patience: int = 2  # epochs without a better validation AUC before stopping
+    min_delta: float = 0.0
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: bool = True  # mixed precision on CUDA (ignored on CPU)
+    eval_batch_size: int = 8192
+    progress: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)  # free-form notes kept with the checkpoint
+
+    def validate(self) -> None:
+        for name in ("epochs", "batch_size", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"train.lr must be positive, got {self.lr}")

@@ -1,0 +1,144 @@
+"""Training: Adam on mini-batches, early stopping on validation AUC, CUDA with autocast when present.
+
+Deterministic by seed on CPU: the shuffling, the forward-process noise and dropout all draw from
+generators seeded from `TrainConfig.seed`.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from models.asymdiffrec import Recommender, build_model
+from models.checkpoint import load_checkpoint, save_checkpoint  # noqa: F401  (re-exported)
+from models.config import ModelConfig, TrainConfig
+from models.metrics import auc, logloss
+from models.predict import predict_batch
+from models.schema import EncodedBatch, FeatureSchema
+
+
+@dataclass
+class TrainResult:
+    best_epoch: int
+    best_val_auc: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    device: str = "cpu"
+    seconds: float = 0.0
+    samples_per_second: float = 0.0
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"train.device is '{name}' but CUDA is not available; use 'auto' or 'cpu'")
+    return device
+
+
+def _autocast(device: torch.device, enabled: bool) -> tuple[Any, torch.amp.GradScaler | None]:
+    """bfloat16 autocast where supported (no scaler needed), else float16 with a grad scaler."""
+    if device.type != "cuda" or not enabled:
+        return torch.autocast(device.type, enabled=False), None
+    if torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16), None
+    return torch.autocast("cuda", dtype=torch.float16), torch.amp.GradScaler("cuda")
+
+
+def _score(model: Recommender, data: EncodedBatch, batch_size: int) -> tuple[float, float]:
+    p = predict_batch(model, data, batch_size)
+    y = data.label.numpy()
+    return auc(y, p), logloss(y, p)
+
+
+def train(
+    model: Recommender,
+    train_data: EncodedBatch,
+    valid_data: EncodedBatch | None = None,
+    config: TrainConfig | dict[str, Any] | None = None,
+) -> TrainResult:
+    """Train in place; on return the model holds the weights of the best validation epoch."""
+    cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config or {})
+    if train_data.label is None:
+        raise ValueError("training needs labels; encode the training frame with its label column")
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)  # dropout layers draw from the global generator
+    shuffle_gen = torch.Generator().manual_seed(cfg.seed)
+    noise_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+    model.to(device)
+    data = train_data.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    autocast, scaler = _autocast(device, cfg.amp)
+
+    n = len(data)
+    steps = math.ceil(n / cfg.batch_size)
+    best = {"score": -math.inf, "epoch": -1, "auc": float("nan"), "state": None}
+    history: list[dict[str, float]] = []
+    bad_epochs, seen, start = 0, 0, time.perf_counter()
+    for epoch in range(cfg.epochs):
+        model.train()
+        order = torch.randperm(n, generator=shuffle_gen).to(device)
+        running, bar = 0.0, tqdm(range(steps), desc=f"epoch {epoch}", disable=not cfg.progress, leave=False)
+        for step in bar:
+            batch = data.index(order[step * cfg.batch_size : (step + 1) * cfg.batch_size])
+            with autocast:
+                loss, parts = model.loss(batch, noise_gen)
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                optimizer.step()
+            seen += len(batch)
+            if step % 20 == 0 or step == steps - 1:
+                value = float(loss.detach())
+                running = value if step == 0 else 0.9 * running + 0.1 * value
+                bar.set_postfix(loss=f"{running:.4f}")
+        record = {"epoch": epoch, "train_loss": running}
+        if valid_data is not None:
+            val_auc, val_ll = _score(model, valid_data, cfg.eval_batch_size)
+            record.update(val_auc=val_auc, val_logloss=val_ll)
+            score = val_auc if not math.isnan(val_auc) else -val_ll
+            if score > best["score"] + cfg.min_delta:
+                best.update(score=score, epoch=epoch, auc=val_auc, state=copy.deepcopy(model.state_dict()))
+                bad_epochs = 0
+            else:
+                bad_epochs += 1
+        history.append(record)
+        if cfg.progress:
+            tqdm.write(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+        if valid_data is not None and bad_epochs >= cfg.patience:
+            break
+    if best["state"] is not None:
+        model.load_state_dict(best["state"])
+    else:
+        best["epoch"] = len(history) - 1
+    seconds = time.perf_counter() - start
+    return TrainResult(best["epoch"], float(best["auc"]), history, str(device), seconds, seen / max(seconds, 1e-9))
+
+
+def fit(
+    train_frame: pd.DataFrame,
+    valid_frame: pd.DataFrame | None,
+    features: Sequence[dict[str, str]],
+    model_config: ModelConfig | dict[str, Any] | None = None,
+    train_config: TrainConfig | dict[str, Any] | None = None,
+    schema_options: dict[str, Any] | None = None,
+    schema: FeatureSchema | None = None,
+) -> tuple[Recommender, FeatureSchema, TrainResult]:
+    """Frames in, trained model out: fit the schema, encode, build, train."""
+    tcfg = train_config if isinstance(train_config, TrainConfig) else TrainConfig.from_dict(train_config or {})
+    schema = schema or FeatureSchema.fit(train_frame, features, **(schema_options or {}))
+    train_data = schema.encode(train_frame, with_label=True)
+    valid_data = schema.encode(valid_frame, with_label=True) if valid_frame is not None and len(valid_frame) else None
+    model = build_model(schema, model_config, seed=tcfg.seed)
+    result = train(model, train_data, valid_data, tcfg)
+    return model, schema, result
