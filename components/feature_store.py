@@ -4,12 +4,19 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import warnings
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
 import yaml
 from feast import FeatureStore, RepoConfig
+
+# Library noise on every step's console, not ours to fix: ibis' deprecation notices inside Feast's
+# DuckDB store, and Feast's reminder that on-demand views are experimental. Installed after
+# importing feast, whose modules put their own warning filters first.
+warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"ibis(\.|$)")
+warnings.filterwarnings("ignore", message="On demand feature view is an experimental feature")
 
 from components.params import load_params
 from feature_repo.definitions import Definitions, build_definitions

@@ -208,27 +208,48 @@ def write_report(report: dict[str, Any], out_dir: str | Path) -> dict[str, Path]
     return paths
 
 
+def _read_params(path: str | None) -> dict[str, Any]:
+    if not path:
+        return {}
+    import yaml
+
+    if not Path(path).exists():
+        raise FileNotFoundError(f"--params {path} not found")
+    return yaml.safe_load(Path(path).read_text()) or {}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="dataset folder: train/validation/test.parquet and schema.json")
     parser.add_argument("--out", default="reports", help="output folder")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument(
+        "--params", help="a YAML file whose model:, train: and quality: sections give the defaults (the project's params.yaml)"
+    )
+    parser.add_argument("--seeds", type=int, nargs="+", help="default: quality.seeds, else 0 1 2 3 4")
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), help="default: quality.variants, else all")
     parser.add_argument("--model-config", default="{}", help="JSON dict of ModelConfig knobs shared by all variants")
     parser.add_argument("--train-config", default="{}", help="JSON dict of TrainConfig knobs")
     parser.add_argument("--epochs", type=int, help="shortcut for train-config epochs")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: quality.threads, else torch's default)")
     args = parser.parse_args(argv)
+    params = _read_params(args.params)
+    quality = params.get("quality") or {}
+    seeds = args.seeds or quality.get("seeds") or [0, 1, 2, 3, 4]
+    variants = args.variants or quality.get("variants") or list(VARIANTS)
+    threads = args.threads if args.threads is not None else quality.get("threads", 0)
 
     import torch
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    train_config = {"progress": False, **json.loads(args.train_config)}
+    if threads:
+        torch.set_num_threads(threads)
+    model_config = {k: v for k, v in (params.get("model") or {}).items() if k != "variant"}
+    model_config.update(json.loads(args.model_config))
+    train_config = {"progress": False, **(params.get("train") or {}), **json.loads(args.train_config)}
+    train_config.pop("seed", None)  # the quality report sets the seed of each run
     if args.epochs:
         train_config["epochs"] = args.epochs
     start = time.perf_counter()
-    report = run_quality(args.data, args.seeds, args.variants, json.loads(args.model_config), train_config)
+    report = run_quality(args.data, seeds, variants, model_config, train_config)
     paths = write_report(report, args.out)
     print(f"wrote {', '.join(str(p) for p in paths.values())} in {time.perf_counter() - start:.0f}s")
     return 0
