@@ -140,8 +140,7 @@ def failed_runs(cutoffs: np.ndarray, job: str, cfg: FeatureJobConfig) -> np.ndar
 
 def _window_sums(entity_index: np.ndarray, day_index: np.ndarray, values: np.ndarray, n_entities: int, n_days: int) -> np.ndarray:
     """cum[e, d] = sum of values of entity e on days < d (shape n_entities x n_days+1)."""
-    grid = np.zeros((n_entities, n_days), dtype=np.float64)
-    np.add.at(grid, (entity_index, day_index), values)
+    grid = np.bincount(entity_index * n_days + day_index, weights=values, minlength=n_entities * n_days).reshape(n_entities, n_days)
     cum = np.zeros((n_entities, n_days + 1), dtype=np.float64)
     np.cumsum(grid, axis=1, out=cum[:, 1:])
     return cum
@@ -191,26 +190,32 @@ def trailing_aggregates(
     return _stamp(frame, available[run_pos], job)
 
 
-def _top_genres(events, genres, entity_index, day_index, n, n_days, cut_idx, entity_pos, run_pos, k) -> list[list[str]]:
+def _top_genres(
+    events: pd.DataFrame,
+    genres: pd.Series,
+    entity_index: np.ndarray,
+    day_index: np.ndarray,
+    n: int,
+    n_days: int,
+    cut_idx: np.ndarray,
+    entity_pos: np.ndarray,
+    run_pos: np.ndarray,
+    k: int,
+) -> list[list[str]]:
+    """The k most frequent genres of each (entity, run) row over the long window, most frequent first."""
     vocab = sorted({g for gs in genres for g in gs})
     col = {g: j for j, g in enumerate(vocab)}
     item_genre = genres.map(lambda gs: [col[g] for g in gs])
     per_event = item_genre.reindex(events["item_id"].to_numpy())
     ev = np.repeat(np.arange(len(events)), per_event.map(len).to_numpy())
     gen = np.fromiter((g for gs in per_event for g in gs), dtype=np.int64, count=len(ev))
-    out: list[list[str]] = [[] for _ in range(len(entity_pos))]
-    for j in range(len(vocab)):  # one genre at a time keeps memory at n x days
+    counts = np.zeros((len(entity_pos), len(vocab)), dtype=np.float32)
+    for j in range(len(vocab)):  # one genre at a time keeps memory at entities x days
         sel = ev[gen == j]
         cum = _window_sums(entity_index[sel], day_index[sel], np.ones(len(sel)), n, n_days)
-        counts_j = (cum[:, cut_idx] - cum[:, np.maximum(cut_idx - LONG_WINDOW_DAYS, 0)])[entity_pos, run_pos]
-        if j == 0:
-            counts = np.zeros((len(entity_pos), len(vocab)), dtype=np.float32)
-        counts[:, j] = counts_j
-    order = np.argsort(-counts, axis=1, kind="stable")[:, :k]
-    names = np.array(vocab, dtype=object)
-    for r in range(len(out)):
-        out[r] = [names[j] for j in order[r] if counts[r, j] > 0]
-    return out
+        counts[:, j] = (cum[:, cut_idx] - cum[:, np.maximum(cut_idx - LONG_WINDOW_DAYS, 0)])[entity_pos, run_pos]
+    order = np.argsort(-counts, axis=1, kind="stable")[:, :k]  # ties: alphabetical genre order
+    return [[vocab[j] for j in row if counts[r, j] > 0] for r, row in enumerate(order)]
 
 
 def build_feature_tables(raw: RawTables, cfg: FeatureJobConfig) -> dict[str, pd.DataFrame]:

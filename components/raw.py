@@ -37,6 +37,13 @@ class RawTables:
                 raise ValueError(f"raw table '{name}' lacks column(s) {missing}; expected {cols}")
         if self.events[["user_id", "item_id", "timestamp"]].isna().any().any():
             raise ValueError("raw table 'events' has null user_id, item_id or timestamp; drop those rows at the source")
+        for key, name, table in (("user_id", "users", self.users), ("item_id", "items", self.items)):
+            unknown = sorted(int(k) for k in set(self.events[key].unique()) - set(table[key]))
+            if unknown:
+                raise ValueError(
+                    f"raw table 'events' names {len(unknown)} {key}(s) absent from '{name}' (e.g. {unknown[:5]}); "
+                    f"every event's {key} needs a row there"
+                )
         return self
 
     def write(self, out_dir: Path) -> None:

@@ -80,3 +80,26 @@ def test_no_feature_value_comes_from_events_at_or_after_the_event(movielens, wor
                     assert got == pytest.approx(want), (view, feature)
             checked += 1
     assert checked >= 20
+
+
+def test_raw_tables_reject_events_of_unknown_items(movielens):
+    broken = RawTables(movielens.events, movielens.users, movielens.items[movielens.items.item_id != 1])
+    with pytest.raises(ValueError, match=r"item_id.*absent from 'items'.*\[1\]"):
+        broken.check()
+
+
+def test_synthetic_source_follows_the_schema_and_its_knobs():
+    from components.synthetic import SyntheticConfig, generate
+
+    cfg = SyntheticConfig(n_events=30_000, n_users=600, n_items=400, days=20, seed=3)
+    raw = generate(cfg)
+    assert len(raw.events) == 30_000 and len(raw.users) == 600 and len(raw.items) == 400
+    assert raw.events["timestamp"].is_monotonic_increasing
+    assert raw.events["rating"].between(1, 5).all()
+    span = raw.events["timestamp"].max() - raw.events["timestamp"].min()
+    assert span <= 20 * DAY
+    popularity = raw.events["item_id"].value_counts()
+    assert popularity.iloc[: len(popularity) // 100 + 1].sum() > 0.05 * len(raw.events), "Zipf: a head of items dominates"
+    assert generate(cfg).events.equals(raw.events), "deterministic by seed"
+    with pytest.raises(ValueError, match="n_events"):
+        SyntheticConfig.from_dict({"n_events": 0})
