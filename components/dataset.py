@@ -71,21 +71,17 @@ def point_in_time_join(store: FeatureStore, entity_df: pd.DataFrame) -> pd.DataF
     return joined.sort_values("event_id", kind="stable").reset_index(drop=True)
 
 
-def _is_missing(column: pd.Series, kind: str) -> np.ndarray:
-    if kind == "multi":
-        return column.map(lambda v: v is None or (not isinstance(v, str) and len(v) == 0) if not isinstance(v, float) else True).to_numpy()
-    return column.isna().to_numpy()
-
-
 def to_training_frame(joined: pd.DataFrame, schema: DatasetSchema) -> pd.DataFrame:
-    """Typed columns of the dataset contract plus missing masks."""
-    out = joined[[*KEYS, "event_timestamp", "label"]].copy()
+    """Typed columns of the dataset contract plus missing masks. Serving builds its samples from
+    online features with this same function, so a value missing in training is missing there too."""
+    base = [*KEYS, "event_timestamp", *(["label"] if "label" in joined.columns else [])]
+    out = joined[base].copy()
     out["event_timestamp"] = pd.to_datetime(out["event_timestamp"], utc=True).dt.as_unit("ns")
     for spec in schema.features:
         col = joined[spec.name]
         if spec.kind == "numeric":
             col = col.astype("float64")
-        elif spec.kind == "multi":
+        elif spec.kind == "multi":  # an empty list carries nothing: missing, like a null
             col = col.map(lambda v: list(v) if isinstance(v, (list, np.ndarray)) and len(v) else None)
         elif spec.dtype.lower().startswith("int"):
             col = col.astype("int64")
@@ -95,10 +91,10 @@ def to_training_frame(joined: pd.DataFrame, schema: DatasetSchema) -> pd.DataFra
     for column in schema.timestamp_columns:
         out[column] = pd.to_datetime(joined[column], unit="s", utc=True).dt.as_unit("ns")
     for spec in schema.features:
-        out[f"missing__{spec.name}"] = _is_missing(out[spec.name], spec.kind).astype("int8")
+        out[schema.feature_mask(spec.name)] = out[spec.name].isna().astype("int8")
     for view, info in schema.views.items():
-        masks = out[[f"missing__{f}" for f in info["features"]]].to_numpy()
-        out[f"missing_view__{view}"] = masks.all(axis=1).astype("int8")
+        masks = out[[schema.feature_mask(f) for f in info["features"]]].to_numpy()
+        out[schema.view_mask(view)] = masks.all(axis=1).astype("int8")
     return out
 
 

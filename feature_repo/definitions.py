@@ -33,15 +33,20 @@ item = Entity(name="item", join_keys=["item_id"], value_type=ValueType.INT64, de
 request_source = RequestSource(name="request", schema=[Field(name=REQUEST_TIME_FIELD, dtype=Int64)])
 
 
-@on_demand_feature_view(
+def request_context_frame(inputs: pd.DataFrame) -> pd.DataFrame:
+    """Hour of day and weekday (UTC) of the request. Plain pandas, so a service whose online store is
+    down computes the context with this very function."""
+    when = pd.to_datetime(inputs["request_unix_s"].astype("int64"), unit="s", utc=True)  # REQUEST_TIME_FIELD
+    return pd.DataFrame({"hour_of_day": when.dt.hour.astype("int64"), "weekday": when.dt.weekday.astype("int64")})
+
+
+request_context = on_demand_feature_view(
+    name="request_context",
     sources=[request_source],
     schema=[Field(name="hour_of_day", dtype=Int64), Field(name="weekday", dtype=Int64)],
     mode="pandas",
     description="Hour of day and weekday (UTC) of the request; the same code runs for training and serving.",
-)
-def request_context(inputs: pd.DataFrame) -> pd.DataFrame:
-    when = pd.to_datetime(inputs["request_unix_s"].astype("int64"), unit="s", utc=True)
-    return pd.DataFrame({"hour_of_day": when.dt.hour.astype("int64"), "weekday": when.dt.weekday.astype("int64")})
+)(request_context_frame)
 
 
 @dataclass(frozen=True)
