@@ -41,11 +41,11 @@ def serving_schema(store: FeatureStore, settings: FeatureRepoSettings | None = N
     return DatasetSchema(schema.features, views)
 
 
-def _entity_frame(user_id: int, item_ids: list[int], request_time: datetime) -> pd.DataFrame:
+def _entity_frame(user_ids: list[int], item_ids: list[int], request_time: datetime) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "event_id": np.arange(len(item_ids), dtype=np.int64),
-            "user_id": np.int64(user_id),
+            "user_id": np.asarray(user_ids, dtype=np.int64),
             "item_id": np.asarray(item_ids, dtype=np.int64),
             "event_timestamp": pd.Timestamp(request_time),
             REQUEST_TIME_FIELD: int(request_time.timestamp()),
@@ -70,10 +70,18 @@ def apply_ttl(online: pd.DataFrame, schema: DatasetSchema, request_unix_s: int) 
 
 
 def online_samples(
-    store: FeatureStore, schema: DatasetSchema, user_id: int, item_ids: list[int], request_time: datetime | None = None
+    store: FeatureStore,
+    schema: DatasetSchema,
+    user_id: int | list[int],
+    item_ids: list[int],
+    request_time: datetime | None = None,
 ) -> OnlineSamples:
+    """One sample per (user, item): one user for every candidate, or one user per item."""
     request_time = (request_time or datetime.now(timezone.utc)).astimezone(timezone.utc)
-    entities = _entity_frame(user_id, item_ids, request_time)
+    user_ids = list(user_id) if isinstance(user_id, (list, tuple, np.ndarray)) else [user_id] * len(item_ids)
+    if len(user_ids) != len(item_ids):
+        raise ValueError(f"user_id: {len(user_ids)} user ids for {len(item_ids)} item ids; give one per item or a single one")
+    entities = _entity_frame(user_ids, item_ids, request_time)
     errors: list[str] = []
     try:
         rows = entities[["user_id", "item_id", REQUEST_TIME_FIELD]].to_dict("records")

@@ -31,9 +31,29 @@ def _same(a, b) -> bool:
     return a == b
 
 
-def test_online_features_equal_point_in_time_training_features(workspace, parity_config):
+@pytest.fixture(scope="module")
+def checkpoint(workspace, tmp_path_factory):
+    """A small AsymDiffRec trained on the workspace's training split."""
+    from models import fit, save_checkpoint
+
+    features = [{"name": f.name, "view": f.view, "kind": f.kind} for f in workspace.schema.features]
+    model, schema, _ = fit(
+        workspace.splits["train"], workspace.splits["validation"], features,
+        {"variant": "asymdiffrec", "hidden": [64, 32]}, {"epochs": 1, "progress": False, "seed": 0},
+    )
+    path = tmp_path_factory.mktemp("ckpt")
+    save_checkpoint(path, model, schema)
+    return path
+
+
+def test_online_features_and_scores_equal_the_offline_ones(workspace, parity_config, checkpoint):
+    from models import load_checkpoint, predict
+    from serving.ranker import Ranker
+
     store = prepare_online_store(workspace.settings, workspace.repo_dir, fs_yaml=parity_config)
     schema = serving_schema(store, workspace.settings)
+    ranker = Ranker(checkpoint, store, model_tag="test:1")
+    offline = load_checkpoint(checkpoint)
     test = workspace.splits["test"]
     events = test.iloc[np.linspace(0, len(test) - 1, 8).astype(int)].sort_values("event_timestamp")
     columns = [f.name for f in schema.features] + schema.timestamp_columns
@@ -51,6 +71,9 @@ def test_online_features_equal_point_in_time_training_features(workspace, parity
         row = served.frame.iloc[0]
         for column in columns:
             assert _same(row[column], getattr(event, column)), (event.event_id, column, row[column], getattr(event, column))
+        served_score, _ = ranker.score(int(event.user_id), [int(event.item_id)], now)
+        offline_score = predict(offline.model, offline.schema, pd.DataFrame([event._asdict()]))
+        assert served_score[0] == pytest.approx(offline_score[0], abs=1e-6)
         for view in schema.views:
             (views_seen_missing if getattr(event, schema.view_mask(view)) else views_seen_present).add(view)
     assert {"user_activity", "item_stats"} <= views_seen_present

@@ -1,0 +1,46 @@
+"""Rank candidates for a user: online features -> AsymDiffRec's serving pass -> ordered scores.
+
+Plain Python (no BentoML), so the service only wraps it and tests can call it directly.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+from feast import FeatureStore
+
+from models import load_checkpoint, predict
+from serving.online_features import OnlineSamples, online_samples, serving_schema
+
+
+@dataclass
+class RankResult:
+    items: list[dict]  # [{"item_id": ..., "score": ...}], best first
+    missing: dict[str, float]  # per feature view: share of the candidates that had it missing
+    model: str
+    degraded: bool
+
+
+class Ranker:
+    """Loads the checkpoint and the serving schema once; scores (user, item) pairs at a request time."""
+
+    def __init__(self, checkpoint_dir: Path, store: FeatureStore, model_tag: str):
+        checkpoint = load_checkpoint(checkpoint_dir)
+        self.model = checkpoint.model.eval()
+        self.features = checkpoint.schema
+        self.store = store
+        self.schema = serving_schema(store)
+        self.model_tag = model_tag
+
+    def score(self, user_ids: int | list[int], item_ids: list[int], request_time: datetime | None = None) -> tuple[np.ndarray, OnlineSamples]:
+        """Probabilities for each (user, item); the sample's real missing mask is the noisy input."""
+        samples = online_samples(self.store, self.schema, user_ids, item_ids, request_time)
+        return predict(self.model, self.features, samples.frame), samples
+
+    def rank(self, user_id: int, item_ids: list[int], request_time: datetime | None = None) -> RankResult:
+        scores, samples = self.score(user_id, item_ids, request_time)
+        order = np.argsort(-scores, kind="stable")
+        items = [{"item_id": int(item_ids[i]), "score": float(scores[i])} for i in order]
+        return RankResult(items, {v: round(r, 6) for v, r in samples.missing.items()}, self.model_tag, samples.degraded)
