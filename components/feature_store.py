@@ -46,9 +46,8 @@ def open_store(repo_dir: Path = REPO_DIR, fs_yaml: str | None = None, registry: 
             raise KeyError(f"{path} lacks '{ONLINE_REGISTRY}:', the registry path materialization writes to")
         raw["registry"] = online_registry
     config = RepoConfig(repo_path=repo_dir, **raw)
-    registry_file = Path(config.registry.path)
-    if not registry_file.is_absolute() and "://" not in config.registry.path:
-        (repo_dir / registry_file).parent.mkdir(parents=True, exist_ok=True)
+    if "://" not in config.registry.path:  # a local file: Feast creates the file, not its folders
+        (repo_dir / config.registry.path).parent.mkdir(parents=True, exist_ok=True)
     return FeatureStore(repo_path=str(repo_dir), config=config)
 
 

@@ -31,21 +31,6 @@ def _same(a, b) -> bool:
     return a == b
 
 
-@pytest.fixture(scope="module")
-def checkpoint(workspace, tmp_path_factory):
-    """A small AsymDiffRec trained on the workspace's training split."""
-    from models import fit, save_checkpoint
-
-    features = [{"name": f.name, "view": f.view, "kind": f.kind} for f in workspace.schema.features]
-    model, schema, _ = fit(
-        workspace.splits["train"], workspace.splits["validation"], features,
-        {"variant": "asymdiffrec", "hidden": [64, 32]}, {"epochs": 1, "progress": False, "seed": 0},
-    )
-    path = tmp_path_factory.mktemp("ckpt")
-    save_checkpoint(path, model, schema)
-    return path
-
-
 def test_online_features_and_scores_equal_the_offline_ones(workspace, parity_config, checkpoint):
     from models import load_checkpoint, predict
     from serving.ranker import Ranker

@@ -1,0 +1,39 @@
+"""Serving knobs from params.yaml's `serving:` section, with environment overrides for deployments."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+
+from components.params import DEFAULT_PARAMS, load_params
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    model_name: str = "asymdiffrec"
+    max_candidates: int = 500
+    batch_max_size: int = 4096
+    batch_max_latency_ms: int = 50
+
+    @classmethod
+    def load(cls) -> "ServingConfig":
+        path = os.environ.get("ASYMDIFFREC_PARAMS", str(DEFAULT_PARAMS))
+        section = (load_params(path).get("serving") or {}) if os.path.exists(path) else {}
+        unknown = set(section) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"serving has unknown key(s) {sorted(unknown)}; allowed: {[f.name for f in fields(cls)]}")
+        return cls(**section)
+
+    def model_tag(self) -> str:
+        """ASYMDIFFREC_MODEL_TAG, else the production model the promote step pointed at."""
+        tag = os.environ.get("ASYMDIFFREC_MODEL_TAG")
+        if tag:
+            return tag
+        from components.model_registry import production_tag
+
+        tag = production_tag(self.model_name)
+        if not tag:
+            raise RuntimeError(
+                f"no production model named '{self.model_name}' in the BentoML store (BENTOML_HOME); "
+                "run the pipeline (make pipeline) or set ASYMDIFFREC_MODEL_TAG=name:version"
+            )
+        return tag

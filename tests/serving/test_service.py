@@ -1,0 +1,244 @@
+"""The BentoML service as users meet it: `bentoml serve` in its own process, called over HTTP."""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from components.feature_store import feature_time_range, materialize, prepare_online_store
+
+ROOT = Path(__file__).resolve().parents[2]
+WHEN = "1998-03-10T20:00:00Z"  # inside the MovieLens log, so stored features are fresh for active users
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_ready(url: str, proc: subprocess.Popen, log: Path, seconds: float = 90) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"bentoml serve exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if requests.get(f"{url}/readyz", timeout=5).status_code == 200:
+                return
+        except requests.RequestException:  # not listening yet, or still loading
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"bentoml serve not ready in {seconds}s:\n{log.read_text()[-3000:]}")
+
+
+class Server:
+    """`bentoml serve` on a free loopback port with its own model store and Feast config."""
+
+    def __init__(self, tmp: Path, bentoml_home: Path, model_tag: str, fs_yaml: Path, extra_env: dict | None = None):
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = tmp / f"serve-{self.port}.log"
+        env = dict(os.environ, BENTOML_HOME=str(bentoml_home), ASYMDIFFREC_MODEL_TAG=model_tag, FEAST_FS_YAML=str(fs_yaml))
+        env.update(extra_env or {})
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+        self.proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "bentoml"), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+            cwd=ROOT, env=env, stdout=self.log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        try:
+            _wait_ready(self.url, self.proc, self.log)
+        except Exception:
+            self.stop()
+            raise
+
+    def post(self, route: str, payload: dict) -> requests.Response:
+        return requests.post(f"{self.url}{route}", json=payload, timeout=30)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, 15)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, 9)
+
+
+def _fs_yaml(workspace, tmp: Path, online: dict, name: str) -> Path:
+    """A Feast config with absolute paths into the test workspace."""
+    data = workspace.root / "data" / "feast"
+    config = yaml.safe_load((workspace.repo_dir / "feature_store.yaml").read_text())
+    config.update(registry=str(data / "registry.db"), online_registry=str(data / name / "registry.db"), online_store=online)
+    path = tmp / f"feature_store.{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="module")
+def model_store(tmp_path_factory, checkpoint):
+    import bentoml
+
+    home = tmp_path_factory.mktemp("bentoml")
+    os.environ["BENTOML_HOME"] = str(home)  # bentoml reads it when the store is first used
+    try:
+        from bentoml._internal.configuration.containers import BentoMLContainer
+
+        BentoMLContainer.bentoml_home.set(str(home))
+        with bentoml.models.create("asymdiffrec", labels={"stage": "production"}) as ref:
+            for f in Path(checkpoint).iterdir():
+                shutil.copy(f, Path(ref.path) / f.name)
+        return home, str(ref.tag)
+    finally:
+        os.environ.pop("BENTOML_HOME", None)
+
+
+@pytest.fixture(scope="module")
+def sqlite_yaml(workspace, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("fs")
+    path = _fs_yaml(workspace, tmp, {"type": "sqlite", "path": str(workspace.root / "data/feast/served/online_store.db")}, "served")
+    store = prepare_online_store(workspace.settings, workspace.repo_dir, fs_yaml=str(path))
+    start, end = feature_time_range(workspace.root / "data" / "features")
+    materialize(store, start - timedelta(seconds=1), end + timedelta(seconds=1))
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, model_store, sqlite_yaml):
+    home, tag = model_store
+    srv = Server(tmp_path_factory.mktemp("srv"), home, tag, sqlite_yaml)
+    yield srv
+    srv.stop()
+
+
+def _known_pairs(workspace, n: int = 20) -> tuple[int, list[int]]:
+    test = workspace.splits["test"]
+    user = int(test["user_id"].value_counts().index[0])
+    return user, [int(i) for i in test["item_id"].drop_duplicates().head(n)]
+
+
+def test_rank_orders_candidates_by_score_and_says_what_is_missing(server, workspace, model_store, checkpoint, sqlite_yaml):
+    from components.feature_store import ONLINE_REGISTRY, open_store
+    from serving.ranker import Ranker
+
+    user, items = _known_pairs(workspace)
+    response = server.post("/rank", {"user_id": user, "item_ids": items, "context": {"request_time": WHEN}})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    scores = [it["score"] for it in body["items"]]
+    assert sorted(it["item_id"] for it in body["items"]) == sorted(items)
+    assert scores == sorted(scores, reverse=True) and all(0 < s < 1 for s in scores)
+    assert body["model"] == model_store[1] and body["degraded"] is False
+    assert set(body["missing"]) == set(workspace.schema.views)
+    assert body["missing"]["request_context"] == 0.0
+    # the same answer as the ranker in this process, on the same online store
+    ranker = Ranker(checkpoint, open_store(fs_yaml=str(sqlite_yaml), registry=ONLINE_REGISTRY), body["model"])
+    from datetime import datetime
+
+    local = ranker.rank(user, items, datetime.fromisoformat(WHEN.replace("Z", "+00:00")))
+    assert [it["item_id"] for it in body["items"]] == [it["item_id"] for it in local.items]
+    assert scores == pytest.approx([it["score"] for it in local.items], abs=1e-6)
+
+
+def test_cold_start_user_and_items_are_served_with_features_missing(server):
+    response = server.post("/rank", {"user_id": 10**9, "item_ids": [10**9, 10**9 + 1], "context": {"request_time": WHEN}})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["degraded"] is False
+    assert body["missing"] == {"user_profile": 1.0, "user_activity": 1.0, "item_metadata": 1.0, "item_stats": 1.0, "request_context": 0.0}
+    assert len(body["items"]) == 2
+
+
+@pytest.mark.parametrize(
+    "payload, field",
+    [
+        ({"user_id": "abc", "item_ids": [1]}, "user_id"),
+        ({"user_id": 1, "item_ids": []}, "item_ids"),
+        ({"user_id": 1, "item_ids": list(range(1, 502))}, "item_ids"),
+        ({"user_id": 1, "item_ids": [3, 4, 3]}, "item_ids"),
+        ({"user_id": 1, "item_ids": ["x"]}, "item_ids"),
+        ({"user_id": 1, "item_ids": [1], "context": {"hour": 3}}, "context"),
+        ({"item_ids": [1]}, "user_id"),
+    ],
+)
+def test_bad_requests_get_a_4xx_naming_the_field(server, payload, field):
+    response = server.post("/rank", payload)
+    assert 400 <= response.status_code < 500, response.text
+    assert field in response.text
+
+
+def test_batch_scoring_and_the_sync_client(server, workspace):
+    import bentoml
+
+    user, items = _known_pairs(workspace, 5)
+    pairs = [{"user_id": user, "item_id": i} for i in items]
+    response = server.post("/score", {"pairs": pairs})
+    assert response.status_code == 200, response.text
+    assert len(response.json()) == 5 and all(0 < s < 1 for s in response.json())
+    with bentoml.SyncHTTPClient(server.url) as client:
+        ranked = client.rank(user_id=user, item_ids=items, context={"request_time": WHEN})
+    assert sorted(it["item_id"] for it in ranked["items"]) == sorted(items)
+
+
+def test_health_readiness_and_metrics(server):
+    assert requests.get(f"{server.url}/livez", timeout=5).status_code == 200
+    assert requests.get(f"{server.url}/readyz", timeout=5).status_code == 200
+    metrics = requests.get(f"{server.url}/metrics", timeout=5).text
+    assert "bentoml_service_request" in metrics
+
+
+def test_unreachable_online_store_answers_degraded(tmp_path, workspace, model_store):
+    home, tag = model_store
+    dead = _fs_yaml(workspace, tmp_path, {"type": "redis", "connection_string": "127.0.0.1:1,socket_connect_timeout=0.2"}, "dead")
+    srv = Server(tmp_path, home, tag, dead)
+    try:
+        user, items = _known_pairs(workspace, 3)
+        response = srv.post("/rank", {"user_id": user, "item_ids": items, "context": {"request_time": WHEN}})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["degraded"] is True
+        assert body["missing"]["user_activity"] == 1.0 and body["missing"]["request_context"] == 0.0
+        assert "degraded" in srv.log.read_text()
+    finally:
+        srv.stop()
+
+
+def test_redis_online_store_by_configuration(tmp_path, workspace, model_store, server):
+    redis_server = shutil.which("redis-server")
+    if redis_server is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server; .ci/run does)")
+    port = _free_port()
+    redis = subprocess.Popen(
+        [redis_server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    srv = None
+    try:
+        config = _fs_yaml(workspace, tmp_path, {"type": "redis", "connection_string": f"127.0.0.1:{port}"}, "redis")
+        for _ in range(100):
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        store = prepare_online_store(workspace.settings, workspace.repo_dir, fs_yaml=str(config))
+        start, end = feature_time_range(workspace.root / "data" / "features")
+        materialize(store, start - timedelta(seconds=1), end + timedelta(seconds=1))
+        home, tag = model_store
+        srv = Server(tmp_path, home, tag, config)
+        user, items = _known_pairs(workspace, 10)
+        payload = {"user_id": user, "item_ids": items, "context": {"request_time": WHEN}}
+        from_redis, from_sqlite = srv.post("/rank", payload).json(), server.post("/rank", payload).json()
+        assert from_redis["degraded"] is False
+        assert from_redis["items"] == from_sqlite["items"] and from_redis["missing"] == from_sqlite["missing"]
+    finally:
+        if srv:
+            srv.stop()
+        redis.terminate()
+        redis.wait(timeout=10)
