@@ -5,7 +5,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -15,61 +14,9 @@ import requests
 import yaml
 
 from components.feature_store import feature_time_range, materialize, prepare_online_store
+from serving.process import ServeProcess, free_port
 
-ROOT = Path(__file__).resolve().parents[2]
 WHEN = "1998-03-10T20:00:00Z"  # inside the MovieLens log, so stored features are fresh for active users
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_ready(url: str, proc: subprocess.Popen, log: Path, seconds: float = 90) -> None:
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"bentoml serve exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if requests.get(f"{url}/readyz", timeout=5).status_code == 200:
-                return
-        except requests.RequestException:  # not listening yet, or still loading
-            pass
-        time.sleep(0.3)
-    raise TimeoutError(f"bentoml serve not ready in {seconds}s:\n{log.read_text()[-3000:]}")
-
-
-class Server:
-    """`bentoml serve` on a free loopback port with its own model store and Feast config."""
-
-    def __init__(self, tmp: Path, bentoml_home: Path, model_tag: str, fs_yaml: Path, extra_env: dict | None = None):
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = tmp / f"serve-{self.port}.log"
-        env = dict(os.environ, BENTOML_HOME=str(bentoml_home), ASYMDIFFREC_MODEL_TAG=model_tag, FEAST_FS_YAML=str(fs_yaml))
-        env.update(extra_env or {})
-        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-        self.proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "bentoml"), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=ROOT, env=env, stdout=self.log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        try:
-            _wait_ready(self.url, self.proc, self.log)
-        except Exception:
-            self.stop()
-            raise
-
-    def post(self, route: str, payload: dict) -> requests.Response:
-        return requests.post(f"{self.url}{route}", json=payload, timeout=30)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, 15)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, 9)
 
 
 def _fs_yaml(workspace, tmp: Path, online: dict, name: str) -> Path:
@@ -113,7 +60,7 @@ def sqlite_yaml(workspace, tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, model_store, sqlite_yaml):
     home, tag = model_store
-    srv = Server(tmp_path_factory.mktemp("srv"), home, tag, sqlite_yaml)
+    srv = ServeProcess(tmp_path_factory.mktemp("srv"), home, tag, sqlite_yaml)
     yield srv
     srv.stop()
 
@@ -197,7 +144,7 @@ def test_health_readiness_and_metrics(server):
 def test_unreachable_online_store_answers_degraded(tmp_path, workspace, model_store):
     home, tag = model_store
     dead = _fs_yaml(workspace, tmp_path, {"type": "redis", "connection_string": "127.0.0.1:1,socket_connect_timeout=0.2"}, "dead")
-    srv = Server(tmp_path, home, tag, dead)
+    srv = ServeProcess(tmp_path, home, tag, dead)
     try:
         user, items = _known_pairs(workspace, 3)
         response = srv.post("/rank", {"user_id": user, "item_ids": items, "context": {"request_time": WHEN}})
@@ -214,7 +161,7 @@ def test_redis_online_store_by_configuration(tmp_path, workspace, model_store, s
     redis_server = shutil.which("redis-server")
     if redis_server is None:
         pytest.skip("redis-server is not installed (apt-get install redis-server; .ci/run does)")
-    port = _free_port()
+    port = free_port()
     redis = subprocess.Popen(
         [redis_server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -231,7 +178,7 @@ def test_redis_online_store_by_configuration(tmp_path, workspace, model_store, s
         start, end = feature_time_range(workspace.root / "data" / "features")
         materialize(store, start - timedelta(seconds=1), end + timedelta(seconds=1))
         home, tag = model_store
-        srv = Server(tmp_path, home, tag, config)
+        srv = ServeProcess(tmp_path, home, tag, config)
         user, items = _known_pairs(workspace, 10)
         payload = {"user_id": user, "item_ids": items, "context": {"request_time": WHEN}}
         from_redis, from_sqlite = srv.post("/rank", payload).json(), server.post("/rank", payload).json()
