@@ -13,6 +13,8 @@ class ServingConfig:
     max_candidates: int = 500
     batch_max_size: int = 4096
     batch_max_latency_ms: int = 50
+    workers: int = 1  # service processes
+    torch_threads: int = 1  # intra-op threads per worker: small batches run faster on one
 
     @classmethod
     def load(cls) -> "ServingConfig":

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated
 
 import bentoml
+import torch
 from bentoml.exceptions import BadInput
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -64,11 +65,12 @@ def _check_unique(field: str, ids: list[int]) -> None:
         raise BadInput(f"{field}: duplicate id(s) {sorted(dupes)[:10]}; list each candidate once")
 
 
-@bentoml.service(name="asymdiffrec", traffic={"timeout": 30}, metrics={"enabled": True})
+@bentoml.service(name="asymdiffrec", workers=CONFIG.workers, traffic={"timeout": 30}, metrics={"enabled": True})
 class AsymDiffRecService:
     model_ref = bentoml.models.BentoModel(CONFIG.model_tag())
 
     def __init__(self) -> None:
+        torch.set_num_threads(CONFIG.torch_threads)
         stored = bentoml.models.get(self.model_ref.tag)
         store = open_store(fs_yaml=os.environ.get("FEAST_FS_YAML"), registry=ONLINE_REGISTRY)
         self.ranker = Ranker(Path(stored.path), store, str(stored.tag))
