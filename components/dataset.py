@@ -13,7 +13,7 @@ import pandas as pd
 from feast import FeatureStore
 
 from components.dataset_schema import KEYS, DatasetSchema, FeatureSpec
-from components.feature_store import open_store
+from components.feature_store import open_store, pipeline_settings
 from components.io import atomic_write_json, replace_dir, staging_dir_for
 from components.missingness import missingness_report, missing_rate_over_time, write_missing_over_time
 from components.params import load_params, section
@@ -132,6 +132,31 @@ def write_dataset(splits: dict[str, pd.DataFrame], schema: DatasetSchema, out_di
         frame.to_parquet(staged / f"{name}.parquet", index=False)
     atomic_write_json(schema.to_json(), staged / "schema.json")
     replace_dir(staged, out_dir)
+
+
+def dataset_step(
+    raw_dir: Path,
+    features_dir: str,
+    registry_dir: Path,
+    out_dir: Path,
+    reports_dir: Path,
+    ttl_hours: dict[str, float],
+    label_min_rating: float,
+    fractions: dict[str, float],
+    fs_yaml: str | None = None,
+) -> dict:
+    """The dataset stage of one pipeline run, against the registry its apply step left in `registry_dir`.
+    Returns the missingness report (rows and missing rate per split and view)."""
+    splits, schema = build_dataset(
+        open_store(fs_yaml=fs_yaml, work_dir=registry_dir),
+        build_definitions(pipeline_settings(features_dir, ttl_hours)),
+        RawTables.read(raw_dir), label_min_rating, fractions,
+    )
+    write_dataset(splits, schema, out_dir)
+    report = missingness_report(splits, list(schema.views))
+    atomic_write_json(report, reports_dir / "missingness.json")
+    write_missing_over_time(missing_rate_over_time(splits, list(schema.views)), reports_dir)
+    return report
 
 
 def main(argv: list[str] | None = None) -> None:

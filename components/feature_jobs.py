@@ -234,6 +234,13 @@ def write_feature_tables(tables: dict[str, pd.DataFrame], out_dir: Path) -> None
         atomic_write_parquet(frame, out_dir / f"{name}.parquet")
 
 
+def feature_jobs_step(raw_dir: Path, out_dir: Path, config: dict) -> dict[str, int]:
+    """Run the feature jobs over the raw tables in `raw_dir`; returns the row count of each table."""
+    tables = build_feature_tables(RawTables.read(raw_dir), FeatureJobConfig.from_dict(config))
+    write_feature_tables(tables, out_dir)
+    return {name: len(frame) for name, frame in tables.items()}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Run the batch feature jobs over the raw tables.")
     parser.add_argument("--params", default=None)

@@ -28,27 +28,54 @@ DEFAULT_FS_YAML = "feature_store.yaml"
 ONLINE_REGISTRY = "online_registry"
 
 
-def open_store(repo_dir: Path = REPO_DIR, fs_yaml: str | None = None, registry: str | None = None) -> FeatureStore:
+def open_store(
+    repo_dir: Path = REPO_DIR, fs_yaml: str | None = None, registry: str | None = None, work_dir: Path | None = None
+) -> FeatureStore:
     """The project's store. FEAST_FS_YAML (or `fs_yaml`) picks another config in the repo, e.g. Redis.
 
     `registry="online_registry"` opens the copy of the registry that materialization writes to
     (the config's `online_registry:` key): materializing records its intervals in the registry, and
     writing them into the applied registry would make the apply step's output change after the fact.
+
+    `work_dir` moves the config's local files (registry, online registry, SQLite file) under one
+    folder, so a pipeline step keeps its store inside its own artefact instead of the repo's data/.
     """
     name = fs_yaml or os.environ.get("FEAST_FS_YAML", DEFAULT_FS_YAML)
     path = Path(name) if Path(name).is_absolute() else repo_dir / name
     if not path.exists():
         raise FileNotFoundError(f"Feast config {path} not found; choose one of {sorted(p.name for p in repo_dir.glob('feature_store*.yaml'))}")
     raw = yaml.safe_load(os.path.expandvars(path.read_text()))
+    if work_dir is not None:
+        raw = relocate_local_files(raw, Path(work_dir))
     online_registry = raw.pop(ONLINE_REGISTRY, None)
     if registry == ONLINE_REGISTRY:
         if online_registry is None:
             raise KeyError(f"{path} lacks '{ONLINE_REGISTRY}:', the registry path materialization writes to")
         raw["registry"] = online_registry
     config = RepoConfig(repo_path=repo_dir, **raw)
-    if "://" not in config.registry.path:  # a local file: Feast creates the file, not its folders
+    if not is_uri(config.registry.path):  # a local file: Feast creates the file, not its folders
         (repo_dir / config.registry.path).parent.mkdir(parents=True, exist_ok=True)
     return FeatureStore(repo_path=str(repo_dir), config=config)
+
+
+def is_uri(location: str) -> bool:
+    """s3://, gs://, ... : object storage that Feast reaches itself, not a file on this machine."""
+    return "://" in location
+
+
+def relocate_local_files(raw: dict, work_dir: Path) -> dict:
+    """The config with its local files under `work_dir`; URIs and network stores (Redis) stay as configured."""
+    raw = dict(raw)
+    places = {"registry": work_dir / "registry.db", ONLINE_REGISTRY: work_dir / "online" / "registry.db"}
+    for key, place in places.items():
+        value = raw.get(key)
+        location = value.get("path") if isinstance(value, dict) else value
+        if location is not None and not is_uri(str(location)):
+            raw[key] = {**value, "path": str(place)} if isinstance(value, dict) else str(place)
+    online = raw.get("online_store")
+    if isinstance(online, dict) and online.get("type", "sqlite") == "sqlite":
+        raw["online_store"] = {**online, "path": str(work_dir / "online" / "online_store.db")}
+    return raw
 
 
 def registry_path(store: FeatureStore) -> Path:
@@ -62,14 +89,19 @@ def apply_definitions(store: FeatureStore, settings: FeatureRepoSettings) -> Def
     return definitions
 
 
-def prepare_online_store(settings: FeatureRepoSettings, repo_dir: Path = REPO_DIR, fs_yaml: str | None = None) -> FeatureStore:
+def prepare_online_store(
+    settings: FeatureRepoSettings, repo_dir: Path = REPO_DIR, fs_yaml: str | None = None, work_dir: Path | None = None
+) -> FeatureStore:
     """The store materialization writes through: its own copy of the applied registry, and the
-    online tables created for it (the online folder is a fresh output on every run)."""
-    store = open_store(repo_dir, fs_yaml, registry=ONLINE_REGISTRY)
-    applied = registry_path(open_store(repo_dir, fs_yaml))
-    if not applied.exists():
-        raise FileNotFoundError(f"no applied registry at {applied}; run the apply step first (dvc repro feast_apply)")
-    shutil.copyfile(applied, registry_path(store))
+    online tables created for it (the online folder is a fresh output on every run). A config whose
+    online registry is the applied registry itself (a shared one in object storage) skips the copy."""
+    store = open_store(repo_dir, fs_yaml, registry=ONLINE_REGISTRY, work_dir=work_dir)
+    applied_store = open_store(repo_dir, fs_yaml, work_dir=work_dir)
+    if store.config.registry.path != applied_store.config.registry.path:
+        applied = registry_path(applied_store)
+        if not applied.exists():
+            raise FileNotFoundError(f"no applied registry at {applied}; run the apply step first (dvc repro feast_apply)")
+        shutil.copyfile(applied, registry_path(store))
     apply_definitions(store, settings)
     return store
 
@@ -87,6 +119,32 @@ def materialize(store: FeatureStore, start: datetime, end: datetime) -> None:
     """Load the latest value per entity within [start, end] into the online store.
     A fixed window (not materialize_incremental) so a first run loads every view."""
     store.materialize(start_date=start, end_date=end)
+
+
+def pipeline_settings(features_dir: str, ttl_hours: dict[str, float]) -> FeatureRepoSettings:
+    """Settings of one pipeline run: its feature tables (a folder or a URI) and its TTLs."""
+    return FeatureRepoSettings.from_params({"feature_store": {"ttl_hours": dict(ttl_hours)}}, features_dir=str(features_dir))
+
+
+def apply_step(features_dir: str, registry_dir: Path, ttl_hours: dict[str, float], fs_yaml: str | None = None) -> Definitions:
+    """`feast apply` for one pipeline run: a local registry goes to `registry_dir` (a remote one stays
+    where the config points, e.g. object storage); the sources read `features_dir`."""
+    return apply_definitions(open_store(fs_yaml=fs_yaml, work_dir=registry_dir), pipeline_settings(features_dir, ttl_hours))
+
+
+def materialize_step(
+    features_dir: Path, registry_dir: Path, online_dir: Path, ttl_hours: dict[str, float], fs_yaml: str | None = None
+) -> tuple[datetime, datetime]:
+    """Materialize one run's feature tables into the online store (SQLite under `online_dir`, or the
+    configured Redis), starting from the registry the apply step left in `registry_dir`."""
+    applied = open_store(fs_yaml=fs_yaml, work_dir=registry_dir)
+    if not is_uri(applied.config.registry.path):  # a local registry: carry the applied one over, never write into it
+        target = registry_path(open_store(fs_yaml=fs_yaml, work_dir=online_dir))
+        shutil.copyfile(registry_path(applied), target)
+    store = prepare_online_store(pipeline_settings(str(features_dir), ttl_hours), fs_yaml=fs_yaml, work_dir=online_dir)
+    start, end = feature_time_range(Path(features_dir))
+    materialize(store, start - timedelta(seconds=1), end + timedelta(seconds=1))
+    return start, end
 
 
 def main(argv: list[str] | None = None) -> None:

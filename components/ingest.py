@@ -20,6 +20,13 @@ def ingest(source: str, synthetic: dict | None = None) -> RawTables:
     raise ValueError(f"ingest.source must be one of {SOURCES}, got '{source}'")
 
 
+def ingest_step(source: str, synthetic: dict | None, out_dir: Path) -> dict[str, int]:
+    """Ingest and write the raw tables; returns the row count of each table."""
+    tables = ingest(source, synthetic)
+    tables.write(out_dir)
+    return {name: len(getattr(tables, name)) for name in ("events", "users", "items")}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default=None, help="params.yaml (default: the project's)")

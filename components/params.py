@@ -29,3 +29,12 @@ def section(params: dict[str, Any], *keys: str) -> Any:
             raise KeyError(f"params.yaml lacks '{dotted}'; add it (see the defaults in the project's params.yaml)")
         node = node[key]
     return node
+
+
+def with_overrides(section: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+    """A copy of a params section with some keys replaced: how a pipeline's scalar knobs (epochs,
+    seed, sizes) land in the section a step function reads, without naming the section's other keys."""
+    unknown = set(overrides) - set(section)
+    if unknown:
+        raise KeyError(f"overrides name key(s) {sorted(unknown)} absent from the section; keys: {sorted(section)}")
+    return {**section, **overrides}

@@ -1,4 +1,4 @@
-"""`dvc repro` of the data stages in a temporary copy of the repository, on a small synthetic source."""
+"""`dvc repro` of the data stages, then of the whole pipeline, in a temporary copy of the repository, on a small synthetic source."""
 from __future__ import annotations
 
 import json
@@ -77,6 +77,44 @@ def test_a_changed_param_reruns_only_what_depends_on_it(repo_copy):
     assert "Running stage 'features'" in out and "Running stage 'ingest'" not in out
 
 
+def test_dvc_repro_runs_the_whole_pipeline_to_a_production_model(repo_copy, tmp_path, monkeypatch):
+    """Every stage, train to package included, then an experiment with another training seed."""
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
+    params = yaml.safe_load((repo_copy / "params.yaml").read_text())
+    params["quality"].update(seeds=[0], variants=["base", "asymdiffrec"])
+    params["train"]["epochs"] = 1
+    params["promote"].update(min_gain_over_base=-1.0, min_bucket_rows=50)  # one epoch on small data: promote what trained
+    (repo_copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+    out = _run(["dvc", "repro"], repo_copy).stdout
+    for stage in ("quality", "train", "evaluate", "promote", "package"):
+        assert f"Running stage '{stage}'" in out
+    evaluation = json.loads((repo_copy / "metrics" / "evaluate.json").read_text())
+    assert set(evaluation["models"]) == {"candidate", "base"}  # no champion before the first promotion
+    decision = json.loads((repo_copy / "metrics" / "promotion.json").read_text())
+    assert decision["promoted"] and decision["tag"]
+    package = json.loads((repo_copy / "metrics" / "package.json").read_text())
+    assert package["tag"] == decision["tag"] and package["labels"]["stage"] == "production"
+    lock = yaml.safe_load((repo_copy / "dvc.lock").read_text())
+    validated_md5 = next(o["md5"] for o in lock["stages"]["validate"]["outs"] if o["path"] == "data/validated")
+    assert decision["dataset_hash"] == validated_md5  # the model names the exact data DVC tracked
+    assert "candidate" in _run(["dvc", "metrics", "show", "--json"], repo_copy).stdout
+    plots = json.loads(_run(["dvc", "plots", "show", "--json"], repo_copy).stdout)["data"]
+    roc = plots["roc"][0]["content"]
+    assert roc["encoding"]["color"]["field"] == "model"  # one ROC line per model (.dvc/plots/by_model.json)
+    assert {row["model"] for row in roc["data"]["values"]} == {"candidate", "base"} and "robustness" in plots
+
+    _run(["git", "add", "-A"], repo_copy)
+    _run(["git", "commit", "-qm", "first model"], repo_copy)
+    exp = _run(["dvc", "exp", "run", "-S", "train.seed=2"], repo_copy).stdout
+    assert "Running stage 'train'" in exp and "Running stage 'evaluate'" in exp
+    evaluation = json.loads((repo_copy / "metrics" / "evaluate.json").read_text())
+    assert set(evaluation["models"]) == {"candidate", "base", "champion"}  # the first model is now the champion
+    decision2 = json.loads((repo_copy / "metrics" / "promotion.json").read_text())
+    assert decision2["champion"] == decision["tag"]
+    assert decision2["production"] == (decision2["tag"] if decision2["promoted"] else decision["tag"])
+
+
 def test_dvc_push_and_pull_work_with_the_default_remote(repo_copy):
     _run(["dvc", "push"], repo_copy)
     shutil.rmtree(repo_copy / "data")
@@ -84,3 +122,5 @@ def test_dvc_push_and_pull_work_with_the_default_remote(repo_copy):
     _run(["dvc", "pull"], repo_copy)
     assert (repo_copy / "data" / "datasets" / "train.parquet").exists()
     assert (repo_copy / "data" / "validated" / "train.parquet").exists()
+    assert (repo_copy / "data" / "models" / "asymdiffrec" / "weights.pt").exists()
+

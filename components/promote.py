@@ -1,0 +1,214 @@
+"""Promote step: the gate between a trained candidate and production.
+
+    python -m components.promote --models data/models --evaluation metrics/evaluate.json \\
+        --decision metrics/promotion.json --params params.yaml
+
+With a champion in production, the candidate must gain at least `min_gain_over_champion` on each of
+`metrics` and lose at most `max_bucket_regression` AUC on any missing-count bucket with at least
+`min_bucket_rows` test rows (a model that helps on average but breaks the rows missing a whole
+feature view should not ship). With no champion yet, it must gain `min_gain_over_base` over the
+base model trained beside it. A passing candidate is saved to the BentoML store as stage=production
+and the production pointer moves to it; a refused one is saved as stage=candidate (`save_refused`)
+and production stays where it was. Either way the decision, with every check and the reasons, goes
+to the decision file. A refusal is a normal outcome: the command exits 0.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Sequence
+
+from components.io import atomic_write_json
+from components.params import load_params, section
+
+METRICS = ("auc", "uauc", "logloss")
+HIGHER_IS_BETTER = {"auc": True, "uauc": True, "logloss": False}
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The params.yaml `promote:` section."""
+
+    metrics: tuple[str, ...] = ("auc",)  # gains are required on each (logloss: a drop counts as a gain)
+    min_gain_over_champion: float = 0.0  # candidate minus champion, absolute, natural test split
+    min_gain_over_base: float = 0.0  # with no champion yet: candidate minus its base model
+    max_bucket_regression: float = 0.01  # largest AUC drop vs the champion on any missing-count bucket...
+    min_bucket_rows: int = 200  # ...that has at least this many test rows
+    save_refused: bool = True  # keep a refused candidate in the store as stage=candidate
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> "Thresholds":
+        d = dict(d or {})
+        allowed = [f.name for f in fields(cls)]
+        unknown = sorted(set(d) - set(allowed))
+        if unknown:
+            raise ValueError(f"promote has unknown key(s) {unknown}; allowed: {allowed}")
+        if "metrics" in d:
+            metrics = [d["metrics"]] if isinstance(d["metrics"], str) else list(d["metrics"])
+            bad = [m for m in metrics if m not in METRICS] or ([] if metrics else ["(empty)"])
+            if bad:
+                raise ValueError(f"promote.metrics has {bad}; use a non-empty list of {list(METRICS)}")
+            d["metrics"] = tuple(metrics)
+        for name in ("min_gain_over_champion", "min_gain_over_base", "max_bucket_regression"):
+            if name in d and not isinstance(d[name], (int, float)):
+                raise ValueError(f"promote.{name} must be a number, got {d[name]!r}")
+        if int(d.get("min_bucket_rows", 1)) < 1:
+            raise ValueError("promote.min_bucket_rows must be >= 1")
+        return cls(**d)
+
+
+def _gain(metric: str, new: float | None, old: float | None) -> float | None:
+    if new is None or old is None or (isinstance(new, float) and math.isnan(new)) or (isinstance(old, float) and math.isnan(old)):
+        return None
+    return (new - old) if HIGHER_IS_BETTER[metric] else (old - new)
+
+
+def gate(evaluation: dict[str, Any], thresholds: Thresholds) -> tuple[bool, list[str], dict[str, Any]]:
+    """(passed, reasons, checks) for the candidate in an evaluate_step result; pure, no store access."""
+    models = evaluation.get("models") or {}
+    if "candidate" not in models:
+        raise ValueError("the evaluation has no 'candidate' model; pass the evaluate step's output (metrics/evaluate.json)")
+    cand = models["candidate"]
+    ref_name = "champion" if "champion" in models else "base"
+    if ref_name not in models:
+        raise ValueError("the evaluation has neither a 'champion' nor a 'base' model to compare the candidate with")
+    ref = models[ref_name]
+    min_gain = thresholds.min_gain_over_champion if ref_name == "champion" else thresholds.min_gain_over_base
+    checks: dict[str, Any] = {}
+    reasons: list[str] = []
+    for metric in thresholds.metrics:
+        new, old = cand["natural"].get(metric), ref["natural"].get(metric)
+        gain = _gain(metric, new, old)
+        passed = gain is not None and gain >= min_gain
+        checks[f"gain_over_{ref_name}_{metric}"] = {"candidate": new, ref_name: old, "gain": gain, "min": min_gain, "passed": passed}
+        if gain is None:
+            reasons.append(f"{metric} could not be computed for the candidate or the {ref_name} (one class in the test split?)")
+        elif not passed:
+            reasons.append(f"{metric} gain over the {ref_name} is {gain:+.4f} < required {min_gain:+.4f} ({new:.4f} vs {old:.4f})")
+    if ref_name == "champion":
+        drops: dict[str, float] = {}
+        for bucket, m in cand.get("by_missing_count", {}).items():
+            old = ref.get("by_missing_count", {}).get(bucket)
+            if old is None or min(m.get("n", 0), old.get("n", 0)) < thresholds.min_bucket_rows:
+                continue
+            gain = _gain("auc", m.get("auc"), old.get("auc"))
+            if gain is not None:
+                drops[bucket] = -gain
+        worst = max(drops, key=drops.get) if drops else None
+        passed = worst is None or drops[worst] <= thresholds.max_bucket_regression
+        checks["bucket_regression_auc"] = {
+            "worst_bucket": worst, "drop": drops.get(worst) if worst else None, "max": thresholds.max_bucket_regression,
+            "min_rows": thresholds.min_bucket_rows, "drops": drops, "passed": passed,
+        }
+        if not passed:
+            reasons.append(
+                f"AUC drops by {drops[worst]:.4f} vs the champion on rows with {worst} missing fields "
+                f"(> max_bucket_regression {thresholds.max_bucket_regression})"
+            )
+    return not reasons, reasons, checks
+
+
+def _labels(stage: str, evaluation: dict[str, Any], config: dict[str, Any], dataset_hash: str) -> dict[str, str]:
+    nat = evaluation["models"]["candidate"]["natural"]
+    labels = {"stage": stage, "dataset_hash": dataset_hash or "unknown"}
+    labels.update({m: ("n/a" if nat.get(m) is None else f"{nat[m]:.4f}") for m in METRICS})
+    model = config.get("model", {})
+    labels.update(variant=str(model.get("variant", "")), base=str(model.get("base", "")), seed=str(config.get("train", {}).get("seed", "")))
+    return labels
+
+
+def _same_weights(a: Path, b: Path) -> bool:
+    from components.train import md5_file
+
+    wa, wb = a / "weights.pt", b / "weights.pt"
+    return wa.exists() and wb.exists() and md5_file(wa) == md5_file(wb)
+
+
+def promote_step(
+    models_dir: Path, evaluation: dict, thresholds: dict, model_name: str, decision_path: Path, dataset_hash: str = ""
+) -> dict:
+    """The gate. thresholds from params.yaml `promote:` (min_gain_over_champion on AUC (and/or UAUC), max_bucket_regression:
+    the largest allowed AUC drop vs the champion on any missing-count bucket with enough rows; with no champion yet, the
+    candidate must beat the base model by min_gain_over_base). A passing candidate is saved to the BentoML model store with
+    labels (stage=production, metrics, params, dataset hash) and becomes the production model atomically; a failing one is
+    saved as stage=candidate (when save_refused, else not saved) and the reason(s) are written to decision_path
+    (metrics/promotion.json: {"promoted": bool, "reasons": [...], "tag": ..., "champion": ..., "checks": {...}})."""
+    from components import model_registry as registry
+
+    limits = Thresholds.from_dict(thresholds)
+    candidate_dir = Path(models_dir) / "asymdiffrec"
+    config_file = candidate_dir / "config.json"
+    if not config_file.exists():
+        raise FileNotFoundError(f"{config_file} not found; run the train step first (--models points at its output)")
+    config = json.loads(config_file.read_text())
+    if not dataset_hash:
+        dataset_hash = str(config.get("metrics", {}).get("dataset_hash", ""))
+
+    champion = registry.production_tag(model_name)
+    passed, reasons, checks = gate(evaluation, limits)
+    evaluated = evaluation.get("models", {}).get("champion", {}).get("checkpoint")
+    current = registry.champion_checkpoint(model_name)
+    if (evaluated is None) != (current is None) or (current is not None and Path(evaluated).resolve() != current.resolve()):
+        passed = False
+        reasons.append(
+            f"the evaluation compared against champion {evaluated or 'none'} but production is now {champion or 'empty'}; "
+            "re-run the evaluate step"
+        )
+
+    if current is not None and _same_weights(candidate_dir, current):
+        passed = False
+        reasons.append(f"the candidate has the same weights as the production model {champion}; nothing to promote")
+
+    metadata = {
+        "evaluation": {n: m["natural"] for n, m in evaluation["models"].items()},
+        "params": {"model": config.get("model", {}), "train": config.get("train", {})},
+        "dataset_hash": dataset_hash, "champion": champion, "checks": checks,
+    }
+    metadata = json.loads(json.dumps(metadata, default=str))  # plain JSON types, as BentoML metadata wants
+    tag = None
+    if passed:
+        tag = registry.save_to_store(candidate_dir, model_name, _labels("production", evaluation, config, dataset_hash), metadata)
+        registry.set_production(model_name, tag)
+    elif limits.save_refused:
+        tag = registry.save_to_store(candidate_dir, model_name, _labels("candidate", evaluation, config, dataset_hash), metadata)
+    decision = {
+        "promoted": passed, "reasons": reasons, "tag": tag, "champion": champion,
+        "production": registry.production_tag(model_name), "model_name": model_name, "dataset_hash": dataset_hash,
+        "saved": tag is not None, "thresholds": {**asdict(limits), "metrics": list(limits.metrics)}, "checks": checks,
+    }
+    atomic_write_json(decision, Path(decision_path))
+    return decision
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Gate the candidate against the champion; promote it if it passes.")
+    parser.add_argument("--models", type=Path, default=Path("data/models"))
+    parser.add_argument("--evaluation", type=Path, default=Path("metrics/evaluate.json"))
+    parser.add_argument("--decision", type=Path, default=Path("metrics/promotion.json"))
+    parser.add_argument("--params", default="params.yaml", help="reads promote: and serving.model_name")
+    args = parser.parse_args(argv)
+    params = load_params(args.params)
+    try:
+        if not args.evaluation.exists():
+            raise FileNotFoundError(f"{args.evaluation} not found; run the evaluate step first")
+        decision = promote_step(
+            args.models, json.loads(args.evaluation.read_text()), section(params, "promote"),
+            section(params, "serving", "model_name"), args.decision,
+        )
+    except (FileNotFoundError, ValueError) as e:
+        print(f"promote: {e}", file=sys.stderr)
+        return 2
+    if decision["promoted"]:
+        print(f"promoted {decision['tag']} to production (was {decision['champion'] or 'empty'})")
+    else:
+        kept = f"kept as candidate {decision['tag']}" if decision["tag"] else "not saved"
+        print(f"refused ({kept}); production stays {decision['production'] or 'empty'}:\n  " + "\n  ".join(decision["reasons"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

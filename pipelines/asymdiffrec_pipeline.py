@@ -1,0 +1,142 @@
+"""The AsymDiffRec pipeline for Kubeflow Pipelines v2: ingest to package, one DAG.
+
+Every knob is a pipeline parameter whose default comes from params.yaml, so a run with no
+arguments is `dvc repro` on a cluster. The function below only wires the steps (pipelines/components.py)
+and says where they run: the GPU node pool for training, the model-store volume for the steps that
+read or write BentoML models, the Feast settings (ConfigMap and Secret) for the steps that use the
+feature store. Caching is off for the steps with effects outside their artefacts.
+"""
+
+import json
+
+from kfp import dsl, kubernetes
+
+from components.params import load_params
+from pipelines import components as c
+
+PIPELINE_NAME = "asymdiffrec"
+P = load_params()
+
+# Where the pods find the cluster's services (deploy/README.md creates these; both optional, so the
+# embedded SQLite config runs without them).
+FEAST_CONFIG_MAP = "asymdiffrec-feast"
+FEAST_CONFIG_KEYS = {
+    "FEAST_REGISTRY_URI": "FEAST_REGISTRY_URI",
+    "REDIS_CONNECTION_STRING": "REDIS_CONNECTION_STRING",
+    "FEAST_S3_ENDPOINT_URL": "FEAST_S3_ENDPOINT_URL",
+}
+S3_SECRET = "asymdiffrec-s3"
+S3_SECRET_KEYS = {"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"}
+MODEL_STORE_MOUNT = "/bentoml"  # the image's BENTOML_HOME
+
+GPU_NODE_SELECTOR = {"asymdiffrec.io/pool": "gpu"}
+GPU_TOLERATIONS = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+
+TRAIN_CPU_REQUEST = "4"
+TRAIN_MEMORY_REQUEST = "16G"
+
+_syn = P["ingest"]["synthetic"]
+_jobs = P["feature_jobs"]
+
+
+def uses_feature_store(task: dsl.PipelineTask) -> dsl.PipelineTask:
+    """Feast settings of the cluster config (feature_store.cluster.yaml) from a ConfigMap and a Secret."""
+    kubernetes.use_config_map_as_env(task, FEAST_CONFIG_MAP, FEAST_CONFIG_KEYS, optional=True)
+    kubernetes.use_secret_as_env(task, S3_SECRET, S3_SECRET_KEYS, optional=True)
+    return task
+
+
+def uses_model_store(task: dsl.PipelineTask, pvc: str) -> dsl.PipelineTask:
+    """The BentoML model store: a volume at the image's BENTOML_HOME, shared by the runs and the service."""
+    kubernetes.mount_pvc(task, pvc_name=pvc, mount_path=MODEL_STORE_MOUNT)
+    return task
+
+
+def no_cache(task: dsl.PipelineTask) -> dsl.PipelineTask:
+    task.set_caching_options(enable_caching=False)
+    return task
+
+
+@dsl.pipeline(name=PIPELINE_NAME, description="Feature jobs, Feast, Great Expectations gate, AsymDiffRec training, evaluation, promotion and packaging.")
+def asymdiffrec_pipeline(
+    # ingest
+    source: str = P["ingest"]["source"],
+    n_events: int = _syn["n_events"],
+    n_users: int = _syn["n_users"],
+    n_items: int = _syn["n_items"],
+    days: int = _syn["days"],
+    start: str = str(_syn["start"]),
+    zipf_exponent: float = float(_syn["zipf_exponent"]),
+    synthetic_seed: int = _syn["seed"],
+    label_min_rating: float = float(P["ingest"]["label_min_rating"]),
+    # feature jobs
+    profile_sync_delay_hours: float = float(_jobs["profile_sync_delay_hours"]),
+    item_ingestion_delay_hours: float = float(_jobs["item_ingestion_delay_hours"]),
+    batch_lag_hours: float = float(_jobs["batch_lag_hours"]),
+    batch_failure_rate: float = float(_jobs["batch_failure_rate"]),
+    top_genres: int = _jobs["top_genres"],
+    feature_jobs_seed: int = _jobs["seed"],
+    # feature store and dataset
+    feast_config: str = "feature_store.yaml",
+    ttl_hours: dict = P["feature_store"]["ttl_hours"],
+    split: dict = P["dataset"]["split"],
+    validation: str = json.dumps(P["validate"]),  # JSON: its open range ends are nulls, which KFP dicts cannot hold
+    # model and training (sections as JSON: KFP dicts turn integers into floats)
+    model_config: str = json.dumps(P["model"]),
+    train_config: str = json.dumps(P["train"]),
+    embed_dim: int = P["model"]["embed_dim"],
+    epochs: int = P["train"]["epochs"],
+    seed: int = P["train"]["seed"],
+    # where training runs
+    gpu_count: int = 1,
+    gpu_node_selector: dict = GPU_NODE_SELECTOR,
+    gpu_tolerations: list = GPU_TOLERATIONS,
+    # promotion and serving
+    promotion_thresholds: str = json.dumps(P["promote"]),
+    model_name: str = P["serving"]["model_name"],
+    bentoml_home: str = "",
+    model_store_pvc: str = "asymdiffrec-model-store",
+):
+    raw = c.ingest_op(
+        source=source, n_events=n_events, n_users=n_users, n_items=n_items, days=days, start=start,
+        zipf_exponent=zipf_exponent, synthetic_seed=synthetic_seed,
+    ).set_display_name("ingest")
+    features = c.feature_jobs_op(
+        raw=raw.outputs["raw"], profile_sync_delay_hours=profile_sync_delay_hours,
+        item_ingestion_delay_hours=item_ingestion_delay_hours, batch_lag_hours=batch_lag_hours,
+        batch_failure_rate=batch_failure_rate, top_genres=top_genres, feature_jobs_seed=feature_jobs_seed,
+    ).set_display_name("feature jobs")
+    apply = c.feast_apply_op(features=features.outputs["features"], ttl_hours=ttl_hours, feast_config=feast_config)
+    uses_feature_store(no_cache(apply.set_display_name("feast apply")))  # may write a shared registry
+    online = c.materialize_op(
+        features=features.outputs["features"], registry=apply.outputs["registry"], ttl_hours=ttl_hours, feast_config=feast_config,
+    )
+    uses_feature_store(no_cache(online.set_display_name("materialize")))  # writes the online store
+    dataset = c.dataset_op(
+        raw=raw.outputs["raw"], features=features.outputs["features"], registry=apply.outputs["registry"],
+        ttl_hours=ttl_hours, label_min_rating=label_min_rating, split=split, feast_config=feast_config,
+    )
+    uses_feature_store(dataset.set_display_name("point-in-time dataset"))
+    validated = c.validate_op(dataset=dataset.outputs["dataset"], validation=validation).set_display_name("validate")
+
+    train = c.train_op(
+        dataset=validated.outputs["validated"], model_config=model_config, train_config=train_config,
+        epochs=epochs, seed=seed, embed_dim=embed_dim,
+    ).set_display_name("train")
+    train.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(gpu_count)
+    train.set_cpu_request(TRAIN_CPU_REQUEST).set_memory_request(TRAIN_MEMORY_REQUEST)
+    kubernetes.add_node_selector_json(train, gpu_node_selector)
+    kubernetes.add_toleration_json(train, gpu_tolerations)
+
+    evaluate = c.evaluate_op(
+        dataset=validated.outputs["validated"], model=train.outputs["model"], model_name=model_name, bentoml_home=bentoml_home,
+    )
+    uses_model_store(no_cache(evaluate.set_display_name("evaluate")), model_store_pvc)  # reads the current champion
+    promote = c.promote_op(
+        dataset=validated.outputs["validated"], model=train.outputs["model"], evaluation=evaluate.outputs["evaluation"],
+        thresholds=promotion_thresholds, model_name=model_name, bentoml_home=bentoml_home,
+    )
+    uses_model_store(no_cache(promote.set_display_name("promote")), model_store_pvc)
+    with dsl.If(promote.outputs["Output"] == True, name="promoted"):  # noqa: E712 (a KFP condition, not a Python test)
+        package = c.package_op(model_name=model_name, bentoml_home=bentoml_home)
+        uses_model_store(no_cache(package.set_display_name("package")), model_store_pvc)

@@ -1,0 +1,237 @@
+"""KFP wrappers of the plain step functions in components/.
+
+Each wrapper only hands its artefact paths and parameters to one plain function (imported inside
+the body: KFP ships the body alone to the project image) and logs what that function returns.
+Every step runs in the project image, which has this package installed. (No `from __future__ import
+annotations` here: KFP reads the annotations as types.)
+"""
+
+from kfp import dsl
+from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
+
+from pipelines.image import PROJECT_IMAGE
+
+component = dsl.component(base_image=PROJECT_IMAGE, install_kfp_package=False)
+
+
+@component
+def ingest_op(
+    source: str,
+    n_events: int,
+    n_users: int,
+    n_items: int,
+    days: int,
+    start: str,
+    zipf_exponent: float,
+    synthetic_seed: int,
+    raw: Output[Dataset],
+):
+    """Raw tables (events, users, items) from MovieLens-100K or the synthetic generator."""
+    from pathlib import Path
+
+    from components.ingest import ingest_step
+
+    synthetic = dict(
+        n_events=n_events, n_users=n_users, n_items=n_items, days=days, start=start, zipf_exponent=zipf_exponent, seed=synthetic_seed
+    )
+    for table, rows in ingest_step(source, synthetic, Path(raw.path)).items():
+        raw.metadata[f"{table}_rows"] = rows
+
+
+@component
+def feature_jobs_op(
+    raw: Input[Dataset],
+    profile_sync_delay_hours: float,
+    item_ingestion_delay_hours: float,
+    batch_lag_hours: float,
+    batch_failure_rate: float,
+    top_genres: int,
+    feature_jobs_seed: int,
+    features: Output[Dataset],
+):
+    """The batch feature jobs: each table stamped with the time its values became available."""
+    from pathlib import Path
+
+    from components.feature_jobs import feature_jobs_step
+
+    config = dict(
+        profile_sync_delay_hours=profile_sync_delay_hours,
+        item_ingestion_delay_hours=item_ingestion_delay_hours,
+        batch_lag_hours=batch_lag_hours,
+        batch_failure_rate=batch_failure_rate,
+        top_genres=top_genres,
+        seed=feature_jobs_seed,
+    )
+    for table, rows in feature_jobs_step(Path(raw.path), Path(features.path), config).items():
+        features.metadata[f"{table}_rows"] = rows
+
+
+@component
+def feast_apply_op(features: Input[Dataset], ttl_hours: dict, feast_config: str, registry: Output[Artifact]):
+    """`feast apply`: the registry lands in this artefact (or where `feast_config` points it)."""
+    from pathlib import Path
+
+    from components.feature_store import apply_step
+
+    apply_step(features.path, Path(registry.path), ttl_hours, feast_config)
+    registry.metadata["feast_config"] = feast_config
+
+
+@component
+def materialize_op(
+    features: Input[Dataset], registry: Input[Artifact], ttl_hours: dict, feast_config: str, online: Output[Artifact]
+):
+    """Load the newest feature values into the online store (SQLite in this artefact, or Redis)."""
+    from pathlib import Path
+
+    from components.feature_store import materialize_step
+
+    start, end = materialize_step(Path(features.path), Path(registry.path), Path(online.path), ttl_hours, feast_config)
+    online.metadata.update({"feast_config": feast_config, "start": start.isoformat(), "end": end.isoformat()})
+
+
+@component
+def dataset_op(
+    raw: Input[Dataset],
+    features: Input[Dataset],
+    registry: Input[Artifact],
+    ttl_hours: dict,
+    label_min_rating: float,
+    split: dict,
+    feast_config: str,
+    dataset: Output[Dataset],
+    reports: Output[Artifact],
+    missingness: Output[Metrics],
+):
+    """Point-in-time join through the feature service, split by time, with missing-rate reports."""
+    from pathlib import Path
+
+    from components.dataset import dataset_step
+
+    report = dataset_step(
+        Path(raw.path), features.path, Path(registry.path), Path(dataset.path), Path(reports.path),
+        ttl_hours, label_min_rating, split, feast_config,
+    )
+    for split_name, info in report.items():
+        missingness.log_metric(f"{split_name}_rows", info["rows"])
+        for view, rate in info["missing_rate"].items():
+            missingness.log_metric(f"{split_name}_missing_{view}", rate)
+
+
+@component
+def validate_op(dataset: Input[Dataset], validation: str, validated: Output[Dataset], report: Output[Artifact]):
+    """The Great Expectations gate: a failing dataset fails the run, naming each broken expectation.
+    `validation` is the params.yaml `validate:` section as JSON."""
+    import json
+    from pathlib import Path
+
+    from components.validate import ValidationConfig, run_gate
+
+    report_path = Path(report.path) / "validation.json"
+    outcome = run_gate(Path(dataset.path), Path(validated.path), report_path, ValidationConfig.from_dict(json.loads(validation)))
+    validated.metadata.update({f"{split}_rows": rows for split, rows in outcome.rows.items()})
+
+
+@component
+def train_op(
+    dataset: Input[Dataset],
+    model_config: str,
+    train_config: str,
+    epochs: int,
+    seed: int,
+    embed_dim: int,
+    model: Output[Model],
+    training: Output[Metrics],
+):
+    """Train AsymDiffRec and its base model on the validated dataset: torch DDP via torchrun when the
+    node has several GPUs, one GPU or the CPU otherwise. `model_config` / `train_config` are the
+    params.yaml `model:` / `train:` sections as JSON; the scalars override their keys."""
+    import json
+    from pathlib import Path
+
+    from components.params import with_overrides
+    from components.train import dataset_hash, launch_train
+
+    result = launch_train(
+        Path(dataset.path),
+        Path(model.path),
+        with_overrides(json.loads(model_config), embed_dim=embed_dim),
+        with_overrides(json.loads(train_config), epochs=epochs, seed=seed),
+        dataset_hash(Path(dataset.path)),
+    )
+    for name, value in result.get("metrics", {}).items():
+        training.log_metric(name, value)
+
+
+@component
+def evaluate_op(
+    dataset: Input[Dataset],
+    model: Input[Model],
+    model_name: str,
+    bentoml_home: str,
+    evaluation: Output[Artifact],
+    plots: Output[Artifact],
+    metrics: Output[Metrics],
+    roc: Output[ClassificationMetrics],
+    report: Output[Markdown],
+):
+    """Score the candidate, its base model and the current champion on the same test split."""
+    from pathlib import Path
+
+    from components.runtime import use_bentoml_home
+
+    use_bentoml_home(bentoml_home)
+    from components.evaluate import evaluate_step, kfp_summary
+    from components.model_registry import champion_checkpoint
+
+    result = evaluate_step(
+        Path(dataset.path), Path(model.path), champion_checkpoint(model_name), Path(evaluation.path), Path(plots.path)
+    )
+    summary = kfp_summary(result)
+    for name, value in summary["metrics"].items():
+        metrics.log_metric(name, value)
+    roc.log_roc_curve(summary["roc"]["fpr"], summary["roc"]["tpr"], summary["roc"]["thresholds"])
+    Path(report.path).write_text(summary["markdown"])
+
+
+@component
+def promote_op(
+    dataset: Input[Dataset],
+    model: Input[Model],
+    evaluation: Input[Artifact],
+    thresholds: str,
+    model_name: str,
+    bentoml_home: str,
+    decision: Output[Artifact],
+) -> bool:
+    """The gate against the champion: a passing model becomes the production model in the BentoML
+    store; a failing one stays a candidate, and the decision says why. `thresholds` is the params.yaml
+    `promote:` section as JSON. Returns whether it promoted: the one output the package condition reads."""
+    import json
+    from pathlib import Path
+
+    from components.runtime import use_bentoml_home
+
+    use_bentoml_home(bentoml_home)
+    from components.promote import promote_step
+    from components.train import dataset_hash
+
+    outcome = promote_step(
+        Path(model.path), json.loads(Path(evaluation.path).read_text()), json.loads(thresholds), model_name,
+        Path(decision.path), dataset_hash(Path(dataset.path)),
+    )
+    decision.metadata.update({"promoted": bool(outcome["promoted"]), "tag": str(outcome.get("tag") or "")})
+    return bool(outcome["promoted"])
+
+
+@component
+def package_op(model_name: str, bentoml_home: str, bento: Output[Artifact]):
+    """Build the Bento of the serving service around the production model."""
+    from pathlib import Path
+
+    from components.runtime import use_bentoml_home
+
+    use_bentoml_home(bentoml_home)
+    from components.package import package_step
+
+    bento.metadata.update({k: v for k, v in package_step(model_name, Path(bento.path)).items() if isinstance(v, (str, int, float, bool))})
