@@ -1,14 +1,17 @@
-"""Package step: check the production model is in the BentoML store and record what will be served.
+"""Package step: `bentoml build` of the serving service around the production model.
 
     python -m components.package --out metrics/package.json --params params.yaml
 
-Writes {"tag", "path", "labels", "metadata"} of the production model (`serving.model_name`), which is
-what `bentoml serve` / `bentoml build` pick up. With no production model yet (every candidate so
-far refused) it writes {"tag": null, "reason": ...} and exits 0, so `dvc repro` completes and says why.
+Writes {"tag", "bento", "path", "labels", "metadata"}: the production model (`serving.model_name`)
+and the Bento built around it (`bentoml containerize <bento>` makes the image). With no production
+model yet (every candidate so far refused) it writes {"tag": null, "reason": ...} and exits 0, so
+`dvc repro` completes and says why.
 """
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -17,9 +20,27 @@ from components.io import atomic_write_json
 from components.params import load_params, section
 
 
-def package_step(model_name: str, out_path: Path) -> dict:
-    """Until the serving service is built here: check the production model is in the store and write out_path
-    (metrics/package.json: tag, path, labels). Raises if the pointer names a model the store lacks."""
+ROOT = Path(__file__).resolve().parents[1]  # where bentofile.yaml lies
+
+
+def build_bento(model_tag: str, project_dir: Path = ROOT) -> str:
+    """`bentoml build` of bentofile.yaml with the service pinned to `model_tag`; returns the Bento's tag."""
+    bentoml = Path(sys.executable).parent / "bentoml"
+    env = dict(os.environ, ASYMDIFFREC_MODEL_TAG=model_tag)
+    proc = subprocess.run(
+        [str(bentoml), "build", "--output", "tag"], cwd=project_dir, env=env, capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"bentoml build failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
+    tags = [line.split("__tag__:", 1)[1].strip() for line in proc.stdout.splitlines() if "__tag__:" in line]
+    if not tags:
+        raise RuntimeError(f"bentoml build printed no tag:\n{proc.stdout[-2000:]}")
+    return tags[-1]
+
+
+def package_step(model_name: str, out_path: Path, build: bool = True) -> dict:
+    """Build the Bento around the production model and write out_path (metrics/package.json).
+    Raises if the pointer names a model the store lacks."""
     from components.model_registry import champion_checkpoint, model_info, production_tag, store_home
 
     tag = production_tag(model_name)
@@ -33,7 +54,7 @@ def package_step(model_name: str, out_path: Path) -> dict:
             raise FileNotFoundError(f"production model {tag} at {path} lacks {missing}; promote a complete checkpoint")
         info = model_info(tag)
         result = {"tag": tag, "model_name": model_name, "store": str(store_home()), "path": info["path"],
-                  "labels": info["labels"], "metadata": info["metadata"]}
+                  "labels": info["labels"], "metadata": info["metadata"], "bento": build_bento(tag) if build else None}
     atomic_write_json(result, Path(out_path))
     return result
 
@@ -48,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, RuntimeError) as e:
         print(f"package: {e}", file=sys.stderr)
         return 2
-    print(f"production model: {result['tag']} ({result.get('path') or result.get('reason')})")
+    print(f"production model: {result['tag']} ({result.get('path') or result.get('reason')}); bento: {result.get('bento')}")
     return 0
 
 

@@ -4,7 +4,23 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, fields
 
+from pathlib import Path
+
+import yaml
+
 from components.params import DEFAULT_PARAMS, load_params
+
+BENTO_YAML = Path(__file__).resolve().parents[2] / "bento.yaml"  # <bento>/src/serving/config.py -> <bento>/bento.yaml
+
+
+def packaged_model_tag(name: str, bento_yaml: Path = BENTO_YAML) -> str | None:
+    """The model a built Bento was packaged with (`bentoml build` records it in bento.yaml), so a
+    container serves exactly that model without a model-store pointer."""
+    if not bento_yaml.exists():
+        return None
+    info = yaml.safe_load(bento_yaml.read_text()) or {}
+    tags = [m["tag"] for svc in info.get("services") or [] for m in svc.get("models") or []]
+    return next((t for t in tags if t.split(":")[0] == name), None)
 
 
 @dataclass(frozen=True)
@@ -26,8 +42,9 @@ class ServingConfig:
         return cls(**section)
 
     def model_tag(self) -> str:
-        """ASYMDIFFREC_MODEL_TAG, else the production model the promote step pointed at."""
-        tag = os.environ.get("ASYMDIFFREC_MODEL_TAG")
+        """ASYMDIFFREC_MODEL_TAG; else, in a built Bento, the model it was built around; else the
+        production model the promote step pointed at."""
+        tag = os.environ.get("ASYMDIFFREC_MODEL_TAG") or packaged_model_tag(self.model_name)
         if tag:
             return tag
         from components.model_registry import production_tag

@@ -148,6 +148,10 @@ def test_train_evaluate_promote_package_end_to_end(dataset, trained, store, tmp_
     assert decision["promoted"] and decision["dataset_hash"] == summary["dataset_hash"]
     package = package_step(NAME, tmp_path / "package.json")
     assert package["tag"] == decision["tag"] and package["labels"]["stage"] == "production"
+    import bentoml
+
+    bento = bentoml.get(package["bento"])  # `bentoml build` of the service, around the production model
+    assert [str(m.tag) for m in bento.info.all_models] == [decision["tag"]]
     assert json.loads((tmp_path / "package.json").read_text())["tag"] == decision["tag"]
     served = load_checkpoint(registry.champion_checkpoint(NAME))
     assert served.model_config.variant == "asymdiffrec"
