@@ -137,7 +137,7 @@ def write_dataset(splits: dict[str, pd.DataFrame], schema: DatasetSchema, out_di
 def dataset_step(
     raw_dir: Path,
     features_dir: str,
-    registry_dir: Path,
+    registry_dir: Path | None,
     out_dir: Path,
     reports_dir: Path,
     ttl_hours: dict[str, float],
@@ -145,7 +145,8 @@ def dataset_step(
     fractions: dict[str, float],
     fs_yaml: str | None = None,
 ) -> dict:
-    """The dataset stage of one pipeline run, against the registry its apply step left in `registry_dir`.
+    """The dataset stage: join, split, write the dataset and the missingness report and plot.
+    `registry_dir`: where a pipeline run's apply step left its registry (None: the config's own).
     Returns the missingness report (rows and missing rate per split and view)."""
     splits, schema = build_dataset(
         open_store(fs_yaml=fs_yaml, work_dir=registry_dir),
@@ -167,15 +168,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reports", type=Path, default=Path("reports"))
     args = parser.parse_args(argv)
     params = load_params(args.params)
-    splits, schema = build_dataset(
-        open_store(),
-        build_definitions(FeatureRepoSettings.from_params(params)),
-        RawTables.read(args.raw), section(params, "ingest", "label_min_rating"), section(params, "dataset", "split")
+    settings = FeatureRepoSettings.from_params(params)
+    report = dataset_step(
+        args.raw, settings.features_dir, None, args.out, args.reports, settings.ttl_hours,
+        section(params, "ingest", "label_min_rating"), section(params, "dataset", "split"),
     )
-    write_dataset(splits, schema, args.out)
-    report = missingness_report(splits, list(schema.views))
-    atomic_write_json(report, args.reports / "missingness.json")
-    write_missing_over_time(missing_rate_over_time(splits, list(schema.views)), args.reports)
     for name, info in report.items():
         rates = ", ".join(f"{v} {r:.3f}" for v, r in info["missing_rate"].items())
         print(f"dataset {name}: {info['rows']:,} rows; missing rate {rates}")

@@ -247,10 +247,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--raw", type=Path, default=Path("data/raw"))
     parser.add_argument("--out", type=Path, default=Path("data/features"))
     args = parser.parse_args(argv)
-    cfg = FeatureJobConfig.from_dict(section(load_params(args.params), "feature_jobs"))
-    tables = build_feature_tables(RawTables.read(args.raw), cfg)
-    write_feature_tables(tables, args.out)
-    print("feature jobs: " + ", ".join(f"{k} {len(v):,} rows" for k, v in tables.items()) + f" -> {args.out}")
+    rows = feature_jobs_step(args.raw, args.out, section(load_params(args.params), "feature_jobs"))
+    print("feature jobs: " + ", ".join(f"{k} {n:,} rows" for k, n in rows.items()) + f" -> {args.out}")
 
 
 if __name__ == "__main__":

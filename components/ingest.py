@@ -33,9 +33,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("data/raw"))
     args = parser.parse_args(argv)
     params = section(load_params(args.params), "ingest")
-    tables = ingest(params["source"], params.get("synthetic"))
-    tables.write(args.out)
-    print(f"ingest: {params['source']}: {len(tables.events):,} events, {len(tables.users):,} users, {len(tables.items):,} items -> {args.out}")
+    rows = ingest_step(params["source"], params.get("synthetic"), args.out)
+    print(f"ingest: {params['source']}: {rows['events']:,} events, {rows['users']:,} users, {rows['items']:,} items -> {args.out}")
 
 
 if __name__ == "__main__":
