@@ -78,11 +78,18 @@ class AsymDiffRec(Recommender):
     def __init__(self, base: BaseModel, schema: FeatureSchema, cfg: ModelConfig):
         super().__init__(base, schema, cfg)
         self.process = make_forward_process(schema, cfg)
-        self.reverse = LatentReverseProcess(cfg.reverse_steps)
-        self.denoiser = Denoiser(base.latent_dim, schema.n_fields, cfg.denoiser_hidden, cfg.residual)
+        self.reverse = LatentReverseProcess(cfg.reverse_steps, step_dim=16 if cfg.step_cond else 0)
+        cond_dim = schema.n_fields + self.reverse.extra_cond_dim
+        self.denoiser = Denoiser(base.latent_dim, cond_dim, cfg.denoiser_hidden, cfg.residual)
 
     def serve_latent(self, batch: EncodedBatch) -> torch.Tensor:
         return self.reverse(self.denoiser, self.base.h(batch), batch.mask)
+
+    def forward(self, batch: EncodedBatch) -> torch.Tensor:
+        if self.cfg.serve == "denoised":
+            return self.base.head(self.serve_latent(batch))
+        z = self.base.h(batch)  # ensemble: the plain and the denoised path share one encoder pass
+        return 0.5 * (self.base.head(z) + self.base.head(self.reverse(self.denoiser, z, batch.mask)))
 
     def loss(self, batch: EncodedBatch, generator: torch.Generator | None = None) -> tuple[torch.Tensor, Losses]:
         mask_t = self.process(batch.mask, generator)
@@ -135,9 +142,19 @@ MODEL_KINDS: dict[str, type[Recommender]] = {
 }
 
 
+def drop_groups(schema: FeatureSchema, merge_views: tuple[str, ...] = ()) -> list[int]:
+    """The drop group of every field: its feature view, with the views in `merge_views` as one group."""
+    unknown = sorted(set(merge_views) - set(schema.views))
+    if unknown:
+        raise ValueError(f"model.merge_views names unknown view(s) {unknown}; the schema has {schema.views}")
+    names = [merge_views[0] if f.view in merge_views else f.view for f in schema.fields]
+    order = list(dict.fromkeys(names))
+    return [order.index(n) for n in names]
+
+
 def make_forward_process(schema: FeatureSchema, cfg: ModelConfig) -> FeatureDropProcess:
     return FeatureDropProcess(
-        schema.view_index,
+        drop_groups(schema, tuple(cfg.merge_views)),
         group_drop_prob=cfg.group_drop_prob,
         t_schedule=cfg.t_schedule,
         missing_count_hist=schema.missing_count_hist,

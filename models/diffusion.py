@@ -94,19 +94,39 @@ class FeatureDropProcess:
         return torch.where(use_group.unsqueeze(1), by_group, by_field)
 
 
+def sinusoidal_embedding(t: torch.Tensor, dim: int = 16) -> torch.Tensor:
+    """(N,) steps (integer or not) -> (N, dim) sin/cos features."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10_000.0) * torch.arange(half, device=t.device) / half)
+    angles = t.float().unsqueeze(1) * freqs.unsqueeze(0)
+    return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+
 class LatentReverseProcess:
     """Reverse process p(z0 | z_t, s): one g step, or a chain of `steps` with the mask fading out.
 
     Step k conditions g on s * (1 - k/steps): the chain starts from the sample's missingness and
-    walks towards a complete sample, the latent analogue of restoring fields one by one.
+    walks towards a complete sample, the latent analogue of restoring fields one by one. With
+    `step_dim > 0` the condition also holds a sinusoidal embedding of the (faded) missing count |s|,
+    the discrete process's time step.
     """
 
-    def __init__(self, steps: int = 1):
+    def __init__(self, steps: int = 1, step_dim: int = 0):
         self.steps = steps
+        self.step_dim = step_dim
+
+    @property
+    def extra_cond_dim(self) -> int:
+        return self.step_dim
+
+    def condition(self, mask: torch.Tensor, k: int, dtype: torch.dtype) -> torch.Tensor:
+        s = mask.to(dtype) * (1.0 - k / self.steps)
+        if self.step_dim:
+            s = torch.cat([s, sinusoidal_embedding(s.sum(1), self.step_dim).to(dtype)], dim=1)
+        return s
 
     def step(self, denoiser: nn.Module, z: torch.Tensor, mask: torch.Tensor, k: int) -> torch.Tensor:
-        s = mask.to(z.dtype) * (1.0 - k / self.steps)
-        return denoiser(z, s)
+        return denoiser(z, self.condition(mask, k, z.dtype))
 
     def __call__(self, denoiser: nn.Module, z_t: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         z = z_t
@@ -132,7 +152,4 @@ class GaussianLatentSchedule:
 
     def embed_timesteps(self, t: torch.Tensor, dim: int = 16) -> torch.Tensor:
         """Sinusoidal step embedding, the condition of the Gaussian denoiser."""
-        half = dim // 2
-        freqs = torch.exp(-math.log(10_000.0) * torch.arange(half, device=t.device) / half)
-        angles = t.float().unsqueeze(1) * freqs.unsqueeze(0)
-        return torch.cat([angles.sin(), angles.cos()], dim=1)
+        return sinusoidal_embedding(t, dim)

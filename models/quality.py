@@ -164,6 +164,13 @@ def render_markdown(report: dict[str, Any]) -> str:
         for name, m in models.items():
             lines.append(f"| {name} | " + " | ".join(_fmt(m["by_missing_count"].get(k, {}).get("auc"), 3) for k in buckets) + " |")
     comps = report.get("comparisons", {})
+    if comps and rates:
+        lines += ["", f"## Gap in AUC as features go missing: {REFERENCE} minus baseline, by extra missing rate", "",
+                  "Mean paired difference across seeds (wins/seeds in brackets); rate 0.0 is the natural test split.", "",
+                  "| baseline | " + " | ".join(rates) + " |", "|---" * (len(rates) + 1) + "|"]
+        for name, res in comps.items():
+            cells = [f"{res[f'auc@{k}']['mean_diff']:+.4f} ({res[f'auc@{k}']['wins']}/{res[f'auc@{k}']['seeds']})" for k in rates]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if comps:
         lines += ["", f"## Paired comparison: {REFERENCE} minus baseline, across seeds", "",
                   "Positive mean_diff favours AsymDiffRec (for LogLoss, negative does); wins count seeds where it is better.", "",
@@ -172,6 +179,19 @@ def render_markdown(report: dict[str, Any]) -> str:
             for metric, r in res.items():
                 t = "n/a" if r["t"] is None else f"{r['t']:.2f}"
                 lines.append(f"| {name} | {metric} | {r['mean_diff']:+.4f} | {r['std']:.4f} | {t} | {r['wins']}/{r['seeds']} |")
+    runs = report.get("runs", {})
+    if runs:
+        lines += ["", "## Training (mean over seeds)", "", "| model | best epoch | validation AUC | seconds |", "|---|---|---|---|"]
+        for name, rs in runs.items():
+            tr = [r["train"] for r in rs]
+            val = [t["val_auc"] for t in tr if t.get("val_auc") is not None]
+            lines.append(f"| {name} | {np.mean([t['best_epoch'] for t in tr]):.1f} | "
+                         f"{np.mean(val) if val else float('nan'):.4f} | {np.mean([t['seconds'] for t in tr]):.1f} |")
+    cfg = report.get("config", {})
+    if cfg.get("model") or cfg.get("train"):
+        knobs = {**{k: v for k, v in (cfg.get("model") or {}).items() if v is not None},
+                 **{k: v for k, v in (cfg.get("train") or {}).items() if k not in ("extra", "progress", "seed")}}
+        lines += ["", "## Settings shared by every model", "", ", ".join(f"`{k}={v}`" for k, v in knobs.items())]
     lines.append("")
     return "\n".join(lines)
 

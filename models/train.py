@@ -2,17 +2,24 @@
 
 Deterministic by seed on CPU: the shuffling, the forward-process noise and dropout all draw from
 generators seeded from `TrainConfig.seed`.
+
+Data-parallel under `torchrun`: when WORLD_SIZE > 1 the same `train` joins the process group (nccl on
+CUDA, gloo on CPU), trains on its rank's shard with DistributedDataParallel (the per-rank batch is
+`batch_size / world_size`, so the optimiser sees the same batch size as one process), and only rank 0
+scores the validation split, keeps the best weights and tells the others when to stop.
 """
 from __future__ import annotations
 
 import copy
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import pandas as pd
 import torch
+import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from models.asymdiffrec import Recommender, build_model
@@ -31,6 +38,37 @@ class TrainResult:
     device: str = "cpu"
     seconds: float = 0.0
     samples_per_second: float = 0.0
+    world_size: int = 1
+
+
+def world() -> tuple[int, int]:
+    """(rank, world size) of this process: torchrun's RANK / WORLD_SIZE, else (0, 1)."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    return world()[0] == 0
+
+
+def _join_process_group(device: torch.device) -> torch.device:
+    """Join torchrun's process group once per process; on CUDA each rank takes its LOCAL_RANK device."""
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device
+
+
+class _LossModule(torch.nn.Module):
+    """DistributedDataParallel syncs gradients of what its forward computes: here, the training loss."""
+
+    def __init__(self, model: Recommender):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: EncodedBatch, generator: torch.Generator) -> Any:
+        return self.model.loss(batch, generator)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -68,27 +106,38 @@ def train(
     if train_data.label is None:
         raise ValueError("training needs labels; encode the training frame with its label column")
     device = resolve_device(cfg.device)
-    torch.manual_seed(cfg.seed)  # dropout layers draw from the global generator
+    rank, world_size = world()
+    if world_size > 1:
+        device = _join_process_group(device)
+        n_shard = len(train_data) // world_size  # equal shards: every rank takes the same number of steps
+        train_data = train_data.index(slice(rank * n_shard, (rank + 1) * n_shard))
+    batch_size = max(1, cfg.batch_size // world_size)
+    torch.manual_seed(cfg.seed + rank)  # dropout layers draw from the global generator
     shuffle_gen = torch.Generator().manual_seed(cfg.seed)
-    noise_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+    noise_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1 + rank)
     model.to(device)
     data = train_data.to(device)
+    loss_fn: Any = _LossModule(model)
+    if world_size > 1:  # broadcasts rank 0's initial weights, then averages gradients
+        loss_fn = torch.nn.parallel.DistributedDataParallel(loss_fn, find_unused_parameters=True)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     autocast, scaler = _autocast(device, cfg.amp)
+    if rank != 0:
+        valid_data = None
 
     n = len(data)
-    steps = math.ceil(n / cfg.batch_size)
+    steps = math.ceil(n / batch_size)
     best = {"score": -math.inf, "epoch": -1, "auc": float("nan"), "state": None}
     history: list[dict[str, float]] = []
     bad_epochs, seen, start = 0, 0, time.perf_counter()
     for epoch in range(cfg.epochs):
         model.train()
         order = torch.randperm(n, generator=shuffle_gen).to(device)
-        running, bar = 0.0, tqdm(range(steps), desc=f"epoch {epoch}", disable=not cfg.progress, leave=False)
+        running, bar = 0.0, tqdm(range(steps), desc=f"epoch {epoch}", disable=not cfg.progress or rank != 0, leave=False)
         for step in bar:
-            batch = data.index(order[step * cfg.batch_size : (step + 1) * cfg.batch_size])
+            batch = data.index(order[step * batch_size : (step + 1) * batch_size])
             with autocast:
-                loss, parts = model.loss(batch, noise_gen)
+                loss, parts = loss_fn(batch, noise_gen)
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()
@@ -113,16 +162,23 @@ def train(
             else:
                 bad_epochs += 1
         history.append(record)
-        if cfg.progress:
+        if cfg.progress and rank == 0:
             tqdm.write(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
-        if valid_data is not None and bad_epochs >= cfg.patience:
+        stop = valid_data is not None and bad_epochs >= cfg.patience
+        if world_size > 1:  # rank 0 decides; the others follow so every rank runs the same steps
+            flag = torch.tensor([float(stop)], device=device)
+            dist.broadcast(flag, src=0)
+            stop = bool(flag.item())
+        if stop:
             break
     if best["state"] is not None:
         model.load_state_dict(best["state"])
     else:
         best["epoch"] = len(history) - 1
     seconds = time.perf_counter() - start
-    return TrainResult(best["epoch"], float(best["auc"]), history, str(device), seconds, seen / max(seconds, 1e-9))
+    return TrainResult(
+        best["epoch"], float(best["auc"]), history, str(device), seconds, seen * world_size / max(seconds, 1e-9), world_size
+    )
 
 
 def fit(

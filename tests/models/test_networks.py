@@ -94,3 +94,41 @@ def test_multi_step_chain_runs(schema, batch):
     loss, _ = model.loss(batch, torch.Generator().manual_seed(0))
     loss.backward()
     assert model(batch).shape == (64,)
+
+
+@pytest.mark.parametrize("base", sorted(BASE_MODELS))
+@pytest.mark.parametrize("layer", [0, 1, 2])
+def test_latent_layer_moves_the_split_not_the_network(schema, batch, base, layer):
+    ref = build_model(schema, {"variant": "base", "base": base, "hidden": [32, 16], "latent_layer": -1}, seed=3).eval()
+    model = build_model(schema, {"variant": "base", "base": base, "hidden": [32, 16], "latent_layer": layer}, seed=3).eval()
+    z = model.base.h(batch)
+    deep_part = {0: schema.n_fields * 16, 1: 32, 2: 16}[layer]
+    other_part = {"dnn": 0, "dcnv2": schema.n_fields * 16, "deepfm": 16}[base]  # cross output, FM vector
+    assert z.shape == (64, model.base.latent_dim) and model.base.latent_dim == deep_part + other_part
+    with torch.no_grad():
+        assert torch.allclose(model(batch), ref(batch))
+        assert torch.allclose(model.base.head(z), ref(batch))
+    with pytest.raises(ValueError, match="latent_layer"):
+        ModelConfig.from_dict({"hidden": [32, 16], "latent_layer": 3})
+
+
+@pytest.mark.parametrize("options", [{"serve": "ensemble"}, {"step_cond": True}, {"embed_dropout": 0.2, "latent_layer": 0}])
+def test_asymdiffrec_options_train_and_serve(schema, batch, options):
+    model = build_model(schema, {"variant": "asymdiffrec", "hidden": [32, 16], "residual": True, **options})
+    loss, _ = model.loss(batch, torch.Generator().manual_seed(0))
+    loss.backward()
+    model.eval()
+    with torch.no_grad():
+        # g starts as the identity, so every serving mode starts equal to the base model.
+        assert torch.allclose(model(batch), model.base(batch), atol=1e-6)
+
+
+def test_merged_views_drop_together(schema):
+    from models.asymdiffrec import drop_groups
+
+    views = schema.views
+    groups = drop_groups(schema, (views[0], views[1]))
+    first = {g for g, f in zip(groups, schema.fields) if f.view in views[:2]}
+    assert len(first) == 1 and len(set(groups)) == len(views) - 1
+    with pytest.raises(ValueError, match="merge_views"):
+        drop_groups(schema, ("no_such_view",))

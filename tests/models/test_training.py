@@ -30,7 +30,7 @@ def test_asymdiffrec_beats_base_where_the_signal_field_is_missing():
     scores = {}
     for variant in ("base", "asymdiffrec"):
         model = build_model(schema, {"variant": variant}, seed=0)
-        train(model, train_b, valid_b, {"epochs": 4, "batch_size": 256, "progress": False, "patience": 4})
+        train(model, train_b, valid_b, {"epochs": 4, "batch_size": 256, "lr": 1e-3, "progress": False, "patience": 4})
         p = predict_batch(model, test_b)
         scores[variant] = auc(y[missing], p[missing])
     assert scores["asymdiffrec"] > scores["base"] + 0.01, scores
