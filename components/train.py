@@ -32,11 +32,8 @@ SUMMARY = "train.json"
 
 
 def md5_file(path: Path) -> str:
-    digest = hashlib.md5()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "md5").hexdigest()
 
 
 def dataset_hash(dataset_dir: Path) -> str:

@@ -298,11 +298,8 @@ def _json_default(o: Any) -> Any:
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def read_candidate(candidate_dir: Path) -> tuple[DatasetSchema, dict[str, pd.DataFrame], dict[str, str]]:

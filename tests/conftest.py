@@ -73,3 +73,34 @@ def movielens() -> RawTables:
 def workspace(tmp_path_factory, movielens, project_params) -> Workspace:
     """MovieLens-100K through the feature jobs, `feast apply` and the point-in-time join."""
     return make_workspace(tmp_path_factory.mktemp("ws"), movielens, project_params)
+
+
+@pytest.fixture
+def redis_url(tmp_path):
+    """A real redis-server on a free loopback port, stopped after the test."""
+    import shutil
+    import socket
+    import subprocess
+    import time
+
+    from serving.process import free_port
+
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server; .ci/run does)")
+    port = free_port()
+    proc = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

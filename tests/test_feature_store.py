@@ -2,10 +2,6 @@
 the request context comes from the on-demand view, and materialization fills the online store."""
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import time
 from datetime import timedelta
 
 import numpy as np
@@ -94,35 +90,6 @@ def test_materialize_fills_the_online_store_with_the_latest_values(workspace, tm
     assert online["item_stats_ts"] == [int(latest.loc[i, "item_stats_ts"]) for i in items]
     unknown = store.get_online_features(features=["item_stats:item_events_30d"], entity_rows=[{"item_id": 10**9}]).to_dict()
     assert unknown["item_events_30d"] == [None], "an unknown item is missing, not an error"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def redis_url(tmp_path):
-    server = shutil.which("redis-server")
-    if server is None:
-        pytest.skip("redis-server is not installed (apt-get install redis-server; .ci/run does)")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(100):
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.05)
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def test_redis_online_store_by_configuration(workspace, redis_url, monkeypatch):

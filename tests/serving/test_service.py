@@ -3,9 +3,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,7 +11,7 @@ import requests
 import yaml
 
 from components.feature_store import feature_time_range, materialize, prepare_online_store
-from serving.process import ServeProcess, free_port
+from serving.process import ServeProcess
 
 WHEN = "1998-03-10T20:00:00Z"  # inside the MovieLens log, so stored features are fresh for active users
 
@@ -157,35 +154,15 @@ def test_unreachable_online_store_answers_degraded(tmp_path, workspace, model_st
         srv.stop()
 
 
-def test_redis_online_store_by_configuration(tmp_path, workspace, model_store, server):
-    redis_server = shutil.which("redis-server")
-    if redis_server is None:
-        pytest.skip("redis-server is not installed (apt-get install redis-server; .ci/run does)")
-    port = free_port()
-    redis = subprocess.Popen(
-        [redis_server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    srv = None
-    try:
-        config = _fs_yaml(workspace, tmp_path, {"type": "redis", "connection_string": f"127.0.0.1:{port}"}, "redis")
-        for _ in range(100):
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.05)
-        store = prepare_online_store(workspace.settings, workspace.repo_dir, fs_yaml=str(config))
-        start, end = feature_time_range(workspace.root / "data" / "features")
-        materialize(store, start - timedelta(seconds=1), end + timedelta(seconds=1))
-        home, tag = model_store
-        srv = ServeProcess(tmp_path, home, tag, config)
+def test_redis_online_store_by_configuration(tmp_path, workspace, model_store, server, redis_url):
+    config = _fs_yaml(workspace, tmp_path, {"type": "redis", "connection_string": redis_url}, "redis")
+    store = prepare_online_store(workspace.settings, workspace.repo_dir, fs_yaml=str(config))
+    start, end = feature_time_range(workspace.root / "data" / "features")
+    materialize(store, start - timedelta(seconds=1), end + timedelta(seconds=1))
+    home, tag = model_store
+    with ServeProcess(tmp_path, home, tag, config) as srv:
         user, items = _known_pairs(workspace, 10)
         payload = {"user_id": user, "item_ids": items, "context": {"request_time": WHEN}}
         from_redis, from_sqlite = srv.post("/rank", payload).json(), server.post("/rank", payload).json()
-        assert from_redis["degraded"] is False
-        assert from_redis["items"] == from_sqlite["items"] and from_redis["missing"] == from_sqlite["missing"]
-    finally:
-        if srv:
-            srv.stop()
-        redis.terminate()
-        redis.wait(timeout=10)
+    assert from_redis["degraded"] is False
+    assert from_redis["items"] == from_sqlite["items"] and from_redis["missing"] == from_sqlite["missing"]
