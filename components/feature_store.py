@@ -132,6 +132,14 @@ def apply_step(features_dir: str, registry_dir: Path, ttl_hours: dict[str, float
     return apply_definitions(open_store(fs_yaml=fs_yaml, work_dir=registry_dir), pipeline_settings(features_dir, ttl_hours))
 
 
+def materialize_all(store: FeatureStore, features_dir: Path, end: datetime | None = None) -> tuple[datetime, datetime]:
+    """Materialize every feature row from the oldest up to `end` (default: the newest)."""
+    start, newest = feature_time_range(Path(features_dir))
+    end = end or newest
+    materialize(store, start - timedelta(seconds=1), end + timedelta(seconds=1))
+    return start, end
+
+
 def materialize_step(
     features_dir: Path, registry_dir: Path, online_dir: Path, ttl_hours: dict[str, float], fs_yaml: str | None = None
 ) -> tuple[datetime, datetime]:
@@ -142,9 +150,7 @@ def materialize_step(
         target = registry_path(open_store(fs_yaml=fs_yaml, work_dir=online_dir))
         shutil.copyfile(registry_path(applied), target)
     store = prepare_online_store(pipeline_settings(str(features_dir), ttl_hours), fs_yaml=fs_yaml, work_dir=online_dir)
-    start, end = feature_time_range(Path(features_dir))
-    materialize(store, start - timedelta(seconds=1), end + timedelta(seconds=1))
-    return start, end
+    return materialize_all(store, Path(features_dir))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -161,10 +167,8 @@ def main(argv: list[str] | None = None) -> None:
         message = f"feast apply: {len(defs.batch_views)} feature views + request_context, feature service asymdiffrec_v1"
     else:
         store = prepare_online_store(settings)
-        start, end = feature_time_range(args.features)
-        if args.end:
-            end = pd.Timestamp(args.end, tz="UTC").to_pydatetime()
-        materialize(store, start - timedelta(seconds=1), end + timedelta(seconds=1))
+        end = pd.Timestamp(args.end, tz="UTC").to_pydatetime() if args.end else None
+        start, end = materialize_all(store, args.features, end)
         message = f"feast materialize: {start.isoformat()} .. {end.isoformat()}"
     print(message)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components.feature_store import feature_time_range, materialize, prepare_online_store
+from components.feature_store import materialize_all, prepare_online_store
 from feature_repo.definitions import REQUEST_TIME_FIELD
 
 
@@ -79,8 +79,7 @@ def test_request_context_is_computed_from_the_event_time(workspace):
 
 def test_materialize_fills_the_online_store_with_the_latest_values(workspace, tmp_path):
     store = prepare_online_store(workspace.settings, workspace.repo_dir)
-    start, end = feature_time_range(workspace.root / "data" / "features")
-    materialize(store, start - timedelta(seconds=1), end + timedelta(seconds=1))
+    materialize_all(store, workspace.root / "data" / "features")
     latest = workspace.tables["item_stats"].sort_values("event_timestamp").groupby("item_id").tail(1).set_index("item_id")
     items = [int(i) for i in latest.index[:20]]
     online = store.get_online_features(
@@ -96,8 +95,7 @@ def test_redis_online_store_by_configuration(workspace, redis_url, monkeypatch):
     monkeypatch.setenv("REDIS_CONNECTION_STRING", redis_url)
     store = prepare_online_store(workspace.settings, workspace.repo_dir, fs_yaml="feature_store.redis.yaml")
     assert store.config.online_store.type == "redis"
-    start, end = feature_time_range(workspace.root / "data" / "features")
-    materialize(store, start - timedelta(seconds=1), end + timedelta(seconds=1))
+    materialize_all(store, workspace.root / "data" / "features")
     latest = workspace.tables["user_profile"].set_index("user_id")
     users = [int(u) for u in latest.index[:10]]
     online = store.get_online_features(features=["user_profile:occupation"], entity_rows=[{"user_id": u} for u in users]).to_dict()

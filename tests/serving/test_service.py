@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import os
 import shutil
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import requests
 import yaml
 
-from components.feature_store import feature_time_range, materialize, prepare_online_store
+from components.feature_store import materialize_all, prepare_online_store
 from serving.process import ServeProcess
 
 WHEN = "1998-03-10T20:00:00Z"  # inside the MovieLens log, so stored features are fresh for active users
@@ -49,8 +48,7 @@ def sqlite_yaml(workspace, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("fs")
     path = _fs_yaml(workspace, tmp, {"type": "sqlite", "path": str(workspace.root / "data/feast/served/online_store.db")}, "served")
     store = prepare_online_store(workspace.settings, workspace.repo_dir, fs_yaml=str(path))
-    start, end = feature_time_range(workspace.root / "data" / "features")
-    materialize(store, start - timedelta(seconds=1), end + timedelta(seconds=1))
+    materialize_all(store, workspace.root / "data" / "features")
     return path
 
 
@@ -157,8 +155,7 @@ def test_unreachable_online_store_answers_degraded(tmp_path, workspace, model_st
 def test_redis_online_store_by_configuration(tmp_path, workspace, model_store, server, redis_url):
     config = _fs_yaml(workspace, tmp_path, {"type": "redis", "connection_string": redis_url}, "redis")
     store = prepare_online_store(workspace.settings, workspace.repo_dir, fs_yaml=str(config))
-    start, end = feature_time_range(workspace.root / "data" / "features")
-    materialize(store, start - timedelta(seconds=1), end + timedelta(seconds=1))
+    materialize_all(store, workspace.root / "data" / "features")
     home, tag = model_store
     with ServeProcess(tmp_path, home, tag, config) as srv:
         user, items = _known_pairs(workspace, 10)
