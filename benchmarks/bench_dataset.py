@@ -26,11 +26,11 @@ def prepare(workdir: Path, n_events: int, seed: int = 7) -> None:
     """Synthetic log of the given size -> feature tables -> feast apply -> the events to join."""
     import shutil
 
-    from components.dataset import labelled_events
-    from components.feature_jobs import FeatureJobConfig, build_feature_tables, write_feature_tables
-    from components.feature_store import apply_definitions, open_store
-    from components.params import load_params
-    from components.synthetic import SyntheticConfig, generate
+    from components.data.dataset import labelled_events
+    from components.data.feature_jobs import FeatureJobConfig, build_feature_tables, write_feature_tables
+    from components.data.feature_store import apply_definitions, open_store
+    from components.common.params import load_params
+    from components.data.synthetic_log import SyntheticConfig, generate
     from feature_repo.settings import REPO_DIR, FeatureRepoSettings
 
     params = load_params()
@@ -48,8 +48,8 @@ def prepare(workdir: Path, n_events: int, seed: int = 7) -> None:
 def run_feast(workdir: Path) -> int:
     import pandas as pd
 
-    from components.dataset import point_in_time_join
-    from components.feature_store import open_store
+    from components.data.dataset import point_in_time_join
+    from components.data.feature_store import open_store
 
     joined = point_in_time_join(open_store(workdir / "feature_repo"), pd.read_parquet(workdir / "events.parquet"))
     return len(joined)

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from models.asymdiffrec import build_model  # noqa: E402
 from models.data import load_dataset  # noqa: E402
 from models.schema import FeatureSchema  # noqa: E402
-from models.synthetic import make_synthetic_dataset  # noqa: E402
+from models.toy_dataset import make_synthetic_dataset  # noqa: E402
 from models.train import resolve_device  # noqa: E402
 
 

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import pandas as pd
 
-    from components.feature_store import ONLINE_REGISTRY, open_store
+    from components.data.feature_store import ONLINE_REGISTRY, open_store
     from feature_repo.definitions import FEATURE_SERVICE, REQUEST_TIME_FIELD
     from serving.process import ServeProcess
 

@@ -2,8 +2,9 @@
 on-demand view and the model's feature service, top to bottom.
 
 `build_definitions(settings)` makes them from settings (the pipeline applies them with the TTLs
-of params.yaml); the module-level names below are the same objects for `feast apply` run in this
-folder.
+of params.yaml); `repo.py` holds the same objects at module level for `feast apply` run in this
+folder. Once applied, the registry is the source of truth: later steps and the service read views,
+TTLs and field kinds from it, never from these definitions again.
 """
 from __future__ import annotations
 
@@ -129,12 +130,8 @@ def build_definitions(settings: FeatureRepoSettings) -> Definitions:
         features=[user_profile, user_activity, item_metadata, item_stats, request_context],
         description="Every feature AsymDiffRec reads, for training (point-in-time join) and serving.",
     )
-    return Definitions(user_profile, user_activity, item_metadata, item_stats, request_context, service)
-
-
-_defaults = build_definitions(FeatureRepoSettings.from_environment())
-user_profile = _defaults.user_profile
-user_activity = _defaults.user_activity
-item_metadata = _defaults.item_metadata
-item_stats = _defaults.item_stats
-asymdiffrec_v1 = _defaults.service
+    definitions = Definitions(user_profile, user_activity, item_metadata, item_stats, request_context, service)
+    unknown = sorted(set(settings.ttl_hours) - {v.name for v in definitions.batch_views})
+    if unknown:
+        raise ValueError(f"feature_store.ttl_hours names unknown view(s) {unknown}; views: {[v.name for v in definitions.batch_views]}")
+    return definitions

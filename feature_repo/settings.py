@@ -8,7 +8,7 @@ file source reads, such as s3://bucket/features on a cluster).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,17 +16,18 @@ import yaml
 
 REPO_DIR = Path(__file__).resolve().parent
 DEFAULT_PARAMS = REPO_DIR.parent / "params.yaml"
-DEFAULT_TTL_HOURS = {"user_profile": 87_600, "user_activity": 24, "item_metadata": 87_600, "item_stats": 24}
 
 
 @dataclass(frozen=True)
 class FeatureRepoSettings:
+    ttl_hours: dict[str, float]  # feature_store.ttl_hours of params.yaml
     features_dir: str = "../data/features"
-    ttl_hours: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_TTL_HOURS))
 
     def ttl(self, view: str) -> timedelta:
-        hours = self.ttl_hours.get(view)
-        if hours is None or hours <= 0:
+        if view not in self.ttl_hours:
+            raise KeyError(f"feature_store.ttl_hours lacks '{view}'; give every feature view a TTL in params.yaml")
+        hours = self.ttl_hours[view]
+        if isinstance(hours, bool) or not isinstance(hours, (int, float)) or hours <= 0:
             raise ValueError(f"feature_store.ttl_hours.{view} must be a positive number of hours, got {hours!r}")
         ttl = timedelta(hours=float(hours))
         if ttl.days and ttl.seconds:
@@ -42,12 +43,10 @@ class FeatureRepoSettings:
 
     @classmethod
     def from_params(cls, params: dict, features_dir: str | None = None) -> "FeatureRepoSettings":
-        ttl = dict(DEFAULT_TTL_HOURS)
-        ttl.update((params.get("feature_store") or {}).get("ttl_hours") or {})
-        unknown = set(ttl) - set(DEFAULT_TTL_HOURS)
-        if unknown:
-            raise ValueError(f"feature_store.ttl_hours names unknown view(s) {sorted(unknown)}; views: {sorted(DEFAULT_TTL_HOURS)}")
-        return cls(features_dir=features_dir or os.environ.get("ASYMDIFFREC_FEATURES_DIR", cls.features_dir), ttl_hours=ttl)
+        ttl = (params.get("feature_store") or {}).get("ttl_hours")
+        if not isinstance(ttl, dict):
+            raise KeyError("params.yaml lacks feature_store.ttl_hours, a mapping of feature view -> hours")
+        return cls(ttl_hours=dict(ttl), features_dir=features_dir or os.environ.get("ASYMDIFFREC_FEATURES_DIR", cls.features_dir))
 
     @classmethod
     def from_environment(cls) -> "FeatureRepoSettings":

@@ -1,7 +1,7 @@
 """The AsymDiffRec pipeline for Kubeflow Pipelines v2: ingest to package, one DAG.
 
 Every knob is a pipeline parameter whose default comes from params.yaml, so a run with no
-arguments is `dvc repro` on a cluster. The function below only wires the steps (pipelines/components.py)
+arguments is `dvc repro` on a cluster. The function below only wires the steps (pipelines/kfp_steps.py)
 and says where they run: the GPU node pool for training, the model-store volume for the steps that
 read or write BentoML models, the Feast settings (ConfigMap and Secret) for the steps that use the
 feature store. Caching is off for the steps with effects outside their artefacts.
@@ -11,8 +11,8 @@ import json
 
 from kfp import dsl, kubernetes
 
-from components.params import load_params
-from pipelines import components as c
+from components.common.params import load_params
+from pipelines import kfp_steps as c
 
 PIPELINE_NAME = "asymdiffrec"
 P = load_params()
@@ -77,7 +77,7 @@ def asymdiffrec_pipeline(
     top_genres: int = _jobs["top_genres"],
     feature_jobs_seed: int = _jobs["seed"],
     # feature store and dataset
-    feast_config: str = "feature_store.yaml",
+    feast_config: str = P["feature_store"]["config"],
     ttl_hours: dict = P["feature_store"]["ttl_hours"],
     split: dict = P["dataset"]["split"],
     validation: str = json.dumps(P["validate"]),  # JSON: its open range ends are nulls, which KFP dicts cannot hold
@@ -109,12 +109,12 @@ def asymdiffrec_pipeline(
     apply = c.feast_apply_op(features=features.outputs["features"], ttl_hours=ttl_hours, feast_config=feast_config)
     uses_feature_store(no_cache(apply.set_display_name("feast apply")))  # may write a shared registry
     online = c.materialize_op(
-        features=features.outputs["features"], registry=apply.outputs["registry"], ttl_hours=ttl_hours, feast_config=feast_config,
+        features=features.outputs["features"], registry=apply.outputs["registry"], feast_config=feast_config,
     )
     uses_feature_store(no_cache(online.set_display_name("materialize")))  # writes the online store
     dataset = c.dataset_op(
-        raw=raw.outputs["raw"], features=features.outputs["features"], registry=apply.outputs["registry"],
-        ttl_hours=ttl_hours, label_min_rating=label_min_rating, split=split, feast_config=feast_config,
+        raw=raw.outputs["raw"], registry=apply.outputs["registry"], label_min_rating=label_min_rating, split=split,
+        feast_config=feast_config,
     )
     uses_feature_store(dataset.set_display_name("point-in-time dataset"))
     validated = c.validate_op(dataset=dataset.outputs["dataset"], validation=validation).set_display_name("validate")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from components.params import DEFAULT_PARAMS, load_params
+from components.common.params import DEFAULT_PARAMS, load_params
 
 BENTO_YAML = Path(__file__).resolve().parents[2] / "bento.yaml"  # <bento>/src/serving/config.py -> <bento>/bento.yaml
 
@@ -47,7 +47,7 @@ class ServingConfig:
         tag = os.environ.get("ASYMDIFFREC_MODEL_TAG") or packaged_model_tag(self.model_name)
         if tag:
             return tag
-        from components.model_registry import production_tag
+        from components.lifecycle.model_registry import production_tag
 
         tag = production_tag(self.model_name)
         if not tag:

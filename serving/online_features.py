@@ -3,7 +3,7 @@
 Feast applies TTL only offline: an online read returns an expired value as present. Here each
 view's TTL is applied to the returned availability time (`<view>_ts`), exactly as the
 point-in-time join applies it, and the sample frame is built by the same function that builds the
-training set (`components.dataset.to_training_frame`). If the online store cannot be reached, every
+training set (`components.data.dataset.to_training_frame`). If the online store cannot be reached, every
 stored view is missing, the request context is still computed (same function as the on-demand
 view), and the result is marked degraded.
 """
@@ -17,10 +17,8 @@ import numpy as np
 import pandas as pd
 from feast import FeatureStore
 
-from components.dataset import schema_from_definitions, to_training_frame
-from components.dataset_schema import DatasetSchema
-from feature_repo.definitions import FEATURE_SERVICE, REQUEST_TIME_FIELD, build_definitions, request_context_frame
-from feature_repo.settings import FeatureRepoSettings
+from components.data.contract import DatasetSchema, schema_from_store, to_training_frame
+from feature_repo.definitions import FEATURE_SERVICE, REQUEST_TIME_FIELD, request_context_frame
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +31,10 @@ class OnlineSamples:
     errors: list[str] = field(default_factory=list)
 
 
-def serving_schema(store: FeatureStore, settings: FeatureRepoSettings | None = None) -> DatasetSchema:
-    """The dataset schema, with each view's TTL as the registry holds it (what the offline join used)."""
-    schema = schema_from_definitions(build_definitions(settings or FeatureRepoSettings.from_environment()))
-    ttl = {v.name: (v.ttl.total_seconds() / 3600 if v.ttl else None) for v in store.list_feature_views()}
-    views = {name: {**info, "ttl_hours": ttl.get(name, info["ttl_hours"])} for name, info in schema.views.items()}
-    return DatasetSchema(schema.features, views)
+def serving_schema(store: FeatureStore) -> DatasetSchema:
+    """The dataset contract as the store's registry holds it: the views, fields and TTLs the offline
+    join used."""
+    return schema_from_store(store)
 
 
 def _entity_frame(user_ids: list[int], item_ids: list[int], request_time: datetime) -> pd.DataFrame:

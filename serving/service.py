@@ -19,7 +19,7 @@ import torch
 from bentoml.exceptions import BadInput
 from pydantic import BaseModel, ConfigDict, Field
 
-from components.feature_store import ONLINE_REGISTRY, open_store
+from components.data.feature_store import ONLINE_REGISTRY, open_store
 from serving.config import ServingConfig
 from serving.ranker import Ranker
 

@@ -8,12 +8,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from components.dataset import DatasetSchema, build_dataset, write_dataset
-from components.feature_jobs import FeatureJobConfig, build_feature_tables, write_feature_tables
-from components.feature_store import apply_definitions, open_store
-from components.movielens import load_movielens
-from components.params import load_params
-from components.raw import RawTables
+from components.data.contract import DatasetSchema
+from components.data.dataset import build_dataset, write_dataset
+from components.data.feature_jobs import FeatureJobConfig, build_feature_tables, write_feature_tables
+from components.data.feature_store import apply_definitions, open_store
+from components.data.movielens import load_movielens
+from components.common.params import load_params
+from components.data.raw import RawTables
 from feature_repo.definitions import Definitions
 from feature_repo.settings import REPO_DIR, FeatureRepoSettings
 
@@ -54,7 +55,7 @@ def make_workspace(root: Path, raw: RawTables, params: dict) -> Workspace:
     settings = FeatureRepoSettings.from_params(params, features_dir=str(root / "data" / "features"))
     store = open_store(root / "feature_repo")
     definitions = apply_definitions(store, settings)
-    splits, schema = build_dataset(store, definitions, raw, params["ingest"]["label_min_rating"], params["dataset"]["split"])
+    splits, schema = build_dataset(store, raw, params["ingest"]["label_min_rating"], params["dataset"]["split"])
     write_dataset(splits, schema, root / "data" / "datasets")
     return Workspace(root, params, raw, tables, definitions, splits, schema, settings)
 

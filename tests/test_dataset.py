@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components.dataset import SPLITS, split_by_time
-from components.missingness import missing_rate_over_time, missingness_report, write_missing_over_time
+from components.data.dataset import SPLITS, split_by_time
+from components.data.missingness import missing_rate_over_time, missingness_report, write_missing_over_time
 
 
 def test_schema_lists_every_model_feature_with_its_view_and_kind(workspace):

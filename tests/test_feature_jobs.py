@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components.feature_jobs import DAY, FeatureJobConfig, build_feature_tables, failed_runs, run_days
-from components.raw import RawTables
+from components.data.feature_jobs import DAY, FeatureJobConfig, build_feature_tables, failed_runs, run_days
+from components.data.raw import RawTables
 
 VIEWS_WITH_KEYS = {"user_profile": "user_id", "user_activity": "user_id", "item_metadata": "item_id", "item_stats": "item_id"}
 
@@ -89,7 +89,7 @@ def test_raw_tables_reject_events_of_unknown_items(movielens):
 
 
 def test_synthetic_source_follows_the_schema_and_its_knobs():
-    from components.synthetic import SyntheticConfig, generate
+    from components.data.synthetic_log import SyntheticConfig, generate
 
     cfg = SyntheticConfig(n_events=30_000, n_users=600, n_items=400, days=20, seed=3)
     raw = generate(cfg)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components.feature_store import materialize_all, prepare_online_store
+from components.data.feature_store import materialize_all, prepare_online_store
 from feature_repo.definitions import REQUEST_TIME_FIELD
 
 
@@ -78,7 +78,7 @@ def test_request_context_is_computed_from_the_event_time(workspace):
 
 
 def test_materialize_fills_the_online_store_with_the_latest_values(workspace, tmp_path):
-    store = prepare_online_store(workspace.settings, workspace.repo_dir)
+    store = prepare_online_store(workspace.repo_dir)
     materialize_all(store, workspace.root / "data" / "features")
     latest = workspace.tables["item_stats"].sort_values("event_timestamp").groupby("item_id").tail(1).set_index("item_id")
     items = [int(i) for i in latest.index[:20]]
@@ -93,7 +93,7 @@ def test_materialize_fills_the_online_store_with_the_latest_values(workspace, tm
 
 def test_redis_online_store_by_configuration(workspace, redis_url, monkeypatch):
     monkeypatch.setenv("REDIS_CONNECTION_STRING", redis_url)
-    store = prepare_online_store(workspace.settings, workspace.repo_dir, fs_yaml="feature_store.redis.yaml")
+    store = prepare_online_store(workspace.repo_dir, fs_yaml="feature_store.redis.yaml")
     assert store.config.online_store.type == "redis"
     materialize_all(store, workspace.root / "data" / "features")
     latest = workspace.tables["user_profile"].set_index("user_id")
@@ -105,7 +105,7 @@ def test_redis_online_store_by_configuration(workspace, redis_url, monkeypatch):
 def test_feast_join_equals_a_hand_written_duckdb_asof_join(workspace, tmp_path):
     """An independent oracle for the point-in-time join and its TTL boundary."""
     from benchmarks.bench_dataset import asof_join
-    from components.dataset import labelled_events
+    from components.data.dataset import labelled_events
 
     events = tmp_path / "events.parquet"
     labelled_events(workspace.raw.events, workspace.params["ingest"]["label_min_rating"]).to_parquet(events, index=False)

@@ -101,7 +101,7 @@ def test_whole_pipeline_runs_locally_and_promotes_a_model(tmp_path, monkeypatch)
         promotion_thresholds=json.dumps({"min_gain_over_base": -1.0}),
     )
 
-    from components.model_registry import production_tag
+    from components.lifecycle.model_registry import production_tag
 
     tag = production_tag("asymdiffrec")
     assert tag, "no production model in the BentoML store after the pipeline"

@@ -8,13 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components import model_registry as registry
-from components.evaluate import evaluate_step, kfp_summary
-from components.package import package_step
-from components.promote import Thresholds, promote_step
-from components.train import dataset_hash, launch_train, train_step
+from components.lifecycle import model_registry as registry
+from components.lifecycle.evaluate import evaluate_step, kfp_summary
+from components.lifecycle.package import package_step
+from components.lifecycle.promote import Thresholds, promote_step
+from components.lifecycle.train import dataset_hash, launch_train, train_step
 from models import load_checkpoint, predict
-from models.synthetic import write_synthetic_dataset
+from models.toy_dataset import write_synthetic_dataset
 
 MODEL = {"base": "dnn", "embed_dim": 8, "hidden": [32, 16], "denoiser_hidden": 32}
 TRAIN = {"epochs": 2, "batch_size": 256, "seed": 0, "device": "cpu", "patience": 2}

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from components.validate import (
+from components.data.validate import (
     DEFAULT_CONFIG,
     ValidationConfig,
     ValidationFailed,

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from models.schema import FeatureSchema
-from models.synthetic import make_synthetic_dataset
+from models.toy_dataset import make_synthetic_dataset
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -1,7 +1,7 @@
 import json
 
 from models.quality import main, paired
-from models.synthetic import write_synthetic_dataset
+from models.toy_dataset import write_synthetic_dataset
 
 
 def test_quality_report_end_to_end(tmp_path):

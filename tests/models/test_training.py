@@ -9,7 +9,7 @@ from models.checkpoint import load_checkpoint, save_checkpoint
 from models.metrics import auc
 from models.predict import evaluate, predict, predict_batch
 from models.schema import FeatureSchema
-from models.synthetic import make_synthetic_dataset
+from models.toy_dataset import make_synthetic_dataset
 from models.train import fit, train
 
 FAST = {"epochs": 2, "batch_size": 256, "progress": False}

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from components.feature_store import feature_time_range, materialize, prepare_online_store
+from components.data.feature_store import feature_time_range, materialize, prepare_online_store
 from serving.online_features import online_samples, serving_schema
 
 
@@ -35,8 +35,8 @@ def test_online_features_and_scores_equal_the_offline_ones(workspace, parity_con
     from models import load_checkpoint, predict
     from serving.ranker import Ranker
 
-    store = prepare_online_store(workspace.settings, workspace.repo_dir, fs_yaml=parity_config)
-    schema = serving_schema(store, workspace.settings)
+    store = prepare_online_store(workspace.repo_dir, fs_yaml=parity_config)
+    schema = serving_schema(store)
     ranker = Ranker(checkpoint, store, model_tag="test:1")
     offline = load_checkpoint(checkpoint)
     test = workspace.splits["test"]
@@ -66,11 +66,11 @@ def test_online_features_and_scores_equal_the_offline_ones(workspace, parity_con
 
 
 def test_unreachable_online_store_degrades_to_missing_views(workspace, monkeypatch):
-    from components.feature_store import open_store
+    from components.data.feature_store import open_store
 
     monkeypatch.setenv("REDIS_CONNECTION_STRING", "127.0.0.1:1,socket_connect_timeout=0.2")  # nothing listens on port 1
     store = open_store(workspace.repo_dir, fs_yaml="feature_store.redis.yaml")
-    schema = serving_schema(open_store(workspace.repo_dir), workspace.settings)
+    schema = serving_schema(open_store(workspace.repo_dir))
     when = pd.Timestamp("1998-03-01 20:30", tz="UTC").to_pydatetime()
     served = online_samples(store, schema, user_id=1, item_ids=[1, 2, 3], request_time=when)
     assert served.degraded and "unavailable" in served.errors[0]

@@ -9,7 +9,7 @@ import pytest
 import requests
 import yaml
 
-from components.feature_store import materialize_all, prepare_online_store
+from components.data.feature_store import materialize_all, prepare_online_store
 from serving.process import ServeProcess
 
 WHEN = "1998-03-10T20:00:00Z"  # inside the MovieLens log, so stored features are fresh for active users
@@ -47,7 +47,7 @@ def model_store(tmp_path_factory, checkpoint):
 def sqlite_yaml(workspace, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("fs")
     path = _fs_yaml(workspace, tmp, {"type": "sqlite", "path": str(workspace.root / "data/feast/served/online_store.db")}, "served")
-    store = prepare_online_store(workspace.settings, workspace.repo_dir, fs_yaml=str(path))
+    store = prepare_online_store(workspace.repo_dir, fs_yaml=str(path))
     materialize_all(store, workspace.root / "data" / "features")
     return path
 
@@ -67,7 +67,7 @@ def _known_pairs(workspace, n: int = 20) -> tuple[int, list[int]]:
 
 
 def test_rank_orders_candidates_by_score_and_says_what_is_missing(server, workspace, model_store, checkpoint, sqlite_yaml):
-    from components.feature_store import ONLINE_REGISTRY, open_store
+    from components.data.feature_store import ONLINE_REGISTRY, open_store
     from serving.ranker import Ranker
 
     user, items = _known_pairs(workspace)
@@ -154,7 +154,7 @@ def test_unreachable_online_store_answers_degraded(tmp_path, workspace, model_st
 
 def test_redis_online_store_by_configuration(tmp_path, workspace, model_store, server, redis_url):
     config = _fs_yaml(workspace, tmp_path, {"type": "redis", "connection_string": redis_url}, "redis")
-    store = prepare_online_store(workspace.settings, workspace.repo_dir, fs_yaml=str(config))
+    store = prepare_online_store(workspace.repo_dir, fs_yaml=str(config))
     materialize_all(store, workspace.root / "data" / "features")
     home, tag = model_store
     with ServeProcess(tmp_path, home, tag, config) as srv:

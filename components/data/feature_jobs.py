@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from components.io import atomic_write_parquet
-from components.params import load_params, section
-from components.raw import RawTables
+from components.common.files import atomic_write_parquet
+from components.common.params import load_params, section
+from components.data.raw import RawTables
 
 DAY = 86_400
 SHORT_WINDOW_DAYS = 7  # part of the feature names (user_events_7d): schema, not a knob

@@ -6,7 +6,8 @@ from typing import Any
 
 import yaml
 
-DEFAULT_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # where params.yaml, dvc.yaml and bentofile.yaml lie
+DEFAULT_PARAMS = PROJECT_ROOT / "params.yaml"
 
 
 def load_params(path: Path | str | None = None) -> dict[str, Any]:

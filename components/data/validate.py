@@ -9,7 +9,7 @@ swapping it in with renames; a failing dataset leaves the previous validated fol
 Every split is validated on its own (so missing rates are checked per split), and the three
 splits together are checked for event ids that repeat across splits.
 
-    python -m components.validate --candidate data/datasets --validated data/validated \\
+    python -m components.data.validate --candidate data/datasets --validated data/validated \\
         --report reports/validation.json --params params.yaml
 
 Exit status: 0 when the dataset passed and was published, 1 when an expectation failed
@@ -33,8 +33,8 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from components.dataset_schema import SCHEMA_FILE, DatasetSchema
-from components.io import atomic_write_text, replace_dir, staging_dir_for
+from components.data.contract import SCHEMA_FILE, DatasetSchema
+from components.common.files import atomic_write_text, replace_dir, staging_dir_for
 
 SPLITS = ("train", "validation", "test")
 ALL_SPLITS = "all_splits"

@@ -12,37 +12,13 @@ import numpy as np
 import pandas as pd
 from feast import FeatureStore
 
-from components.dataset_schema import KEYS, DatasetSchema, FeatureSpec
-from components.feature_store import open_store, pipeline_settings
-from components.io import atomic_write_json, replace_dir, staging_dir_for
-from components.missingness import missingness_report, missing_rate_over_time, write_missing_over_time
-from components.params import load_params, section
-from components.raw import RawTables
-from feature_repo.definitions import FEATURE_SERVICE, REQUEST_CONTEXT_KINDS, REQUEST_TIME_FIELD, Definitions, build_definitions
-from feature_repo.settings import FeatureRepoSettings
-
-SPLITS = ("train", "validation", "test")
-
-
-def schema_from_definitions(definitions: Definitions) -> DatasetSchema:
-    """Model inputs are the service's fields tagged with a kind (the registry does not keep field tags,
-    so this reads the definitions the registry was applied from)."""
-    ttl_hours = {v.name: v.ttl.total_seconds() / 3600 for v in definitions.batch_views}
-    features: list[FeatureSpec] = []
-    views: dict[str, dict] = {}
-    for projection in definitions.service.feature_view_projections:
-        view = projection.name
-        ts_column = f"{view}_ts"
-        names: list[str] = []
-        for field in projection.features:
-            kind = field.tags.get("kind") or REQUEST_CONTEXT_KINDS.get(field.name)
-            if kind is None:
-                continue  # availability timestamps are metadata, not model inputs
-            features.append(FeatureSpec(field.name, view, kind, str(field.dtype)))
-            names.append(field.name)
-        has_ts = any(f.name == ts_column for f in projection.features)
-        views[view] = {"ttl_hours": ttl_hours.get(view), "features": names, "timestamp_column": ts_column if has_ts else None}
-    return DatasetSchema(tuple(features), views)
+from components.data.contract import FEATURE_SERVICE, SPLITS, DatasetSchema, schema_from_store, to_training_frame
+from components.data.feature_store import open_store, pipeline_feast_config
+from components.common.files import atomic_write_json, replace_dir, staging_dir_for
+from components.data.missingness import missingness_report, missing_rate_over_time, write_missing_over_time
+from components.common.params import load_params, section
+from components.data.raw import RawTables
+from feature_repo.definitions import REQUEST_TIME_FIELD
 
 
 def labelled_events(events: pd.DataFrame, label_min_rating: float) -> pd.DataFrame:
@@ -71,33 +47,6 @@ def point_in_time_join(store: FeatureStore, entity_df: pd.DataFrame) -> pd.DataF
     return joined.sort_values("event_id", kind="stable").reset_index(drop=True)
 
 
-def to_training_frame(joined: pd.DataFrame, schema: DatasetSchema) -> pd.DataFrame:
-    """Typed columns of the dataset contract plus missing masks. Serving builds its samples from
-    online features with this same function, so a value missing in training is missing there too."""
-    base = [*KEYS, "event_timestamp", *(["label"] if "label" in joined.columns else [])]
-    out = joined[base].copy()
-    out["event_timestamp"] = pd.to_datetime(out["event_timestamp"], utc=True).dt.as_unit("ns")
-    for spec in schema.features:
-        col = joined[spec.name]
-        if spec.kind == "numeric":
-            col = col.astype("float64")
-        elif spec.kind == "multi":  # an empty list carries nothing: missing, like a null
-            col = col.map(lambda v: list(v) if isinstance(v, (list, np.ndarray)) and len(v) else None)
-        elif spec.dtype.lower().startswith("int"):
-            col = col.astype("int64")
-        else:
-            col = col.astype(object).where(col.notna(), None)
-        out[spec.name] = col
-    for column in schema.timestamp_columns:
-        out[column] = pd.to_datetime(joined[column], unit="s", utc=True).dt.as_unit("ns")
-    for spec in schema.features:
-        out[schema.feature_mask(spec.name)] = out[spec.name].isna().astype("int8")
-    for view, info in schema.views.items():
-        masks = out[[schema.feature_mask(f) for f in info["features"]]].to_numpy()
-        out[schema.view_mask(view)] = masks.all(axis=1).astype("int8")
-    return out
-
-
 def split_by_time(frame: pd.DataFrame, fractions: dict[str, float]) -> dict[str, pd.DataFrame]:
     """Oldest events train, newest test; no event of a later split is older than one of an earlier split."""
     missing = [s for s in SPLITS if s not in fractions]
@@ -118,9 +67,10 @@ def split_by_time(frame: pd.DataFrame, fractions: dict[str, float]) -> dict[str,
 
 
 def build_dataset(
-    store: FeatureStore, definitions: Definitions, raw: RawTables, label_min_rating: float, fractions: dict[str, float]
+    store: FeatureStore, raw: RawTables, label_min_rating: float, fractions: dict[str, float]
 ) -> tuple[dict[str, pd.DataFrame], DatasetSchema]:
-    schema = schema_from_definitions(definitions)
+    """Join, type and split; the contract (views, TTLs, field kinds) is the store's registry."""
+    schema = schema_from_store(store)
     joined = point_in_time_join(store, labelled_events(raw.events, label_min_rating))
     return split_by_time(to_training_frame(joined, schema), fractions), schema
 
@@ -136,22 +86,19 @@ def write_dataset(splits: dict[str, pd.DataFrame], schema: DatasetSchema, out_di
 
 def dataset_step(
     raw_dir: Path,
-    features_dir: str,
     registry_dir: Path | None,
     out_dir: Path,
     reports_dir: Path,
-    ttl_hours: dict[str, float],
     label_min_rating: float,
     fractions: dict[str, float],
     fs_yaml: str | None = None,
 ) -> dict:
     """The dataset stage: join, split, write the dataset and the missingness report and plot.
-    `registry_dir`: where a pipeline run's apply step left its registry (None: the config's own).
-    Returns the missingness report (rows and missing rate per split and view)."""
+    `registry_dir`: where a pipeline run's apply step left its registry (None: the config's own);
+    the views, their sources and TTLs are read from it. Returns the missingness report (rows and
+    missing rate per split and view)."""
     splits, schema = build_dataset(
-        open_store(fs_yaml=fs_yaml, work_dir=registry_dir),
-        build_definitions(pipeline_settings(features_dir, ttl_hours)),
-        RawTables.read(raw_dir), label_min_rating, fractions,
+        open_store(fs_yaml=fs_yaml, work_dir=registry_dir), RawTables.read(raw_dir), label_min_rating, fractions
     )
     write_dataset(splits, schema, out_dir)
     report = missingness_report(splits, list(schema.views))
@@ -168,10 +115,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reports", type=Path, default=Path("reports"))
     args = parser.parse_args(argv)
     params = load_params(args.params)
-    settings = FeatureRepoSettings.from_params(params)
     report = dataset_step(
-        args.raw, settings.features_dir, None, args.out, args.reports, settings.ttl_hours,
-        section(params, "ingest", "label_min_rating"), section(params, "dataset", "split"),
+        args.raw, None, args.out, args.reports, section(params, "ingest", "label_min_rating"),
+        section(params, "dataset", "split"), pipeline_feast_config(params),
     )
     for name, info in report.items():
         rates = ", ".join(f"{v} {r:.3f}" for v, r in info["missing_rate"].items())

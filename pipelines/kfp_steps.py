@@ -29,7 +29,7 @@ def ingest_op(
     """Raw tables (events, users, items) from MovieLens-100K or the synthetic generator."""
     from pathlib import Path
 
-    from components.ingest import ingest_step
+    from components.data.ingest import ingest_step
 
     synthetic = dict(
         n_events=n_events, n_users=n_users, n_items=n_items, days=days, start=start, zipf_exponent=zipf_exponent, seed=synthetic_seed
@@ -52,7 +52,7 @@ def feature_jobs_op(
     """The batch feature jobs: each table stamped with the time its values became available."""
     from pathlib import Path
 
-    from components.feature_jobs import feature_jobs_step
+    from components.data.feature_jobs import feature_jobs_step
 
     config = dict(
         profile_sync_delay_hours=profile_sync_delay_hours,
@@ -71,31 +71,27 @@ def feast_apply_op(features: Input[Dataset], ttl_hours: dict, feast_config: str,
     """`feast apply`: the registry lands in this artefact (or where `feast_config` points it)."""
     from pathlib import Path
 
-    from components.feature_store import apply_step
+    from components.data.feature_store import apply_step
 
     apply_step(features.path, Path(registry.path), ttl_hours, feast_config)
     registry.metadata["feast_config"] = feast_config
 
 
 @component
-def materialize_op(
-    features: Input[Dataset], registry: Input[Artifact], ttl_hours: dict, feast_config: str, online: Output[Artifact]
-):
+def materialize_op(features: Input[Dataset], registry: Input[Artifact], feast_config: str, online: Output[Artifact]):
     """Load the newest feature values into the online store (SQLite in this artefact, or Redis)."""
     from pathlib import Path
 
-    from components.feature_store import materialize_step
+    from components.data.feature_store import materialize_step
 
-    start, end = materialize_step(Path(features.path), Path(registry.path), Path(online.path), ttl_hours, feast_config)
+    start, end = materialize_step(Path(features.path), Path(registry.path), Path(online.path), feast_config)
     online.metadata.update({"feast_config": feast_config, "start": start.isoformat(), "end": end.isoformat()})
 
 
 @component
 def dataset_op(
     raw: Input[Dataset],
-    features: Input[Dataset],
     registry: Input[Artifact],
-    ttl_hours: dict,
     label_min_rating: float,
     split: dict,
     feast_config: str,
@@ -106,11 +102,10 @@ def dataset_op(
     """Point-in-time join through the feature service, split by time, with missing-rate reports."""
     from pathlib import Path
 
-    from components.dataset import dataset_step
+    from components.data.dataset import dataset_step
 
     report = dataset_step(
-        Path(raw.path), features.path, Path(registry.path), Path(dataset.path), Path(reports.path),
-        ttl_hours, label_min_rating, split, feast_config,
+        Path(raw.path), Path(registry.path), Path(dataset.path), Path(reports.path), label_min_rating, split, feast_config,
     )
     for split_name, info in report.items():
         missingness.log_metric(f"{split_name}_rows", info["rows"])
@@ -125,7 +120,7 @@ def validate_op(dataset: Input[Dataset], validation: str, validated: Output[Data
     import json
     from pathlib import Path
 
-    from components.validate import ValidationConfig, run_gate
+    from components.data.validate import ValidationConfig, run_gate
 
     report_path = Path(report.path) / "validation.json"
     outcome = run_gate(Path(dataset.path), Path(validated.path), report_path, ValidationConfig.from_dict(json.loads(validation)))
@@ -149,8 +144,8 @@ def train_op(
     import json
     from pathlib import Path
 
-    from components.params import with_overrides
-    from components.train import dataset_hash, launch_train
+    from components.common.params import with_overrides
+    from components.lifecycle.train import dataset_hash, launch_train
 
     result = launch_train(
         Path(dataset.path),
@@ -178,11 +173,11 @@ def evaluate_op(
     """Score the candidate, its base model and the current champion on the same test split."""
     from pathlib import Path
 
-    from components.runtime import use_bentoml_home
+    from components.common.runtime import use_bentoml_home
 
     use_bentoml_home(bentoml_home)
-    from components.evaluate import evaluate_step, kfp_summary
-    from components.model_registry import champion_checkpoint
+    from components.lifecycle.evaluate import evaluate_step, kfp_summary
+    from components.lifecycle.model_registry import champion_checkpoint
 
     result = evaluate_step(
         Path(dataset.path), Path(model.path), champion_checkpoint(model_name), Path(evaluation.path), Path(plots.path)
@@ -210,11 +205,11 @@ def promote_op(
     import json
     from pathlib import Path
 
-    from components.runtime import use_bentoml_home
+    from components.common.runtime import use_bentoml_home
 
     use_bentoml_home(bentoml_home)
-    from components.promote import promote_step
-    from components.train import dataset_hash
+    from components.lifecycle.promote import promote_step
+    from components.lifecycle.train import dataset_hash
 
     outcome = promote_step(
         Path(model.path), json.loads(Path(evaluation.path).read_text()), json.loads(thresholds), model_name,
@@ -229,9 +224,9 @@ def package_op(model_name: str, bentoml_home: str, bento: Output[Artifact]):
     """Build the Bento of the serving service around the production model."""
     from pathlib import Path
 
-    from components.runtime import use_bentoml_home
+    from components.common.runtime import use_bentoml_home
 
     use_bentoml_home(bentoml_home)
-    from components.package import package_step
+    from components.lifecycle.package import package_step
 
     bento.metadata.update({k: v for k, v in package_step(model_name, Path(bento.path)).items() if isinstance(v, (str, int, float, bool))})

@@ -18,7 +18,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from components.io import atomic_write_json
+from components.common.files import atomic_write_json
 
 POINTER_DIR = "production"
 HISTORY_LIMIT = 50

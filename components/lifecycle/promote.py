@@ -1,6 +1,6 @@
 """Promote step: the gate between a trained candidate and production.
 
-    python -m components.promote --models data/models --evaluation metrics/evaluate.json \\
+    python -m components.lifecycle.promote --models data/models --evaluation metrics/evaluate.json \\
         --decision metrics/promotion.json --params params.yaml
 
 With a champion in production, the candidate must gain at least `min_gain_over_champion` on each of
@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Sequence
 
-from components.io import atomic_write_json
-from components.params import load_params, section
+from components.common.files import atomic_write_json
+from components.common.params import load_params, section
 
 METRICS = ("auc", "uauc", "logloss")
 HIGHER_IS_BETTER = {"auc": True, "uauc": True, "logloss": False}
@@ -122,7 +122,7 @@ def _labels(stage: str, evaluation: dict[str, Any], config: dict[str, Any], data
 
 
 def _same_weights(a: Path, b: Path) -> bool:
-    from components.train import md5_file
+    from components.lifecycle.train import md5_file
 
     wa, wb = a / "weights.pt", b / "weights.pt"
     return wa.exists() and wb.exists() and md5_file(wa) == md5_file(wb)
@@ -137,7 +137,7 @@ def promote_step(
     labels (stage=production, metrics, params, dataset hash) and becomes the production model atomically; a failing one is
     saved as stage=candidate (when save_refused, else not saved) and the reason(s) are written to decision_path
     (metrics/promotion.json: {"promoted": bool, "reasons": [...], "tag": ..., "champion": ..., "checks": {...}})."""
-    from components import model_registry as registry
+    from components.lifecycle import model_registry as registry
 
     limits = Thresholds.from_dict(thresholds)
     candidate_dir = Path(models_dir) / "asymdiffrec"

@@ -1,6 +1,6 @@
 """Evaluate step: the candidate, its base model and the current champion on the same test split.
 
-    python -m components.evaluate --data data/validated --models data/models --metrics metrics/evaluate.json \\
+    python -m components.lifecycle.evaluate --data data/validated --models data/models --metrics metrics/evaluate.json \\
         --plots metrics/plots --params params.yaml
 
 The champion is the production model of the BentoML model store (`serving.model_name`), if any;
@@ -20,8 +20,8 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from components.io import atomic_write_json, atomic_write_text
-from components.params import load_params, section
+from components.common.files import atomic_write_json, atomic_write_text
+from components.common.params import load_params, section
 
 CANDIDATE, BASE, CHAMPION = "candidate", "base", "champion"
 METRICS = ("auc", "uauc", "logloss")
@@ -169,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     champion = args.champion
     if champion is None and not args.no_champion:
-        from components.model_registry import champion_checkpoint
+        from components.lifecycle.model_registry import champion_checkpoint
 
         champion = champion_checkpoint(section(params, "serving", "model_name"))
     try:

@@ -5,7 +5,7 @@ from importlib import resources
 
 import pandas as pd
 
-from components.raw import RawTables
+from components.data.raw import RawTables
 
 _PACKAGE = "recbole"
 _FOLDER = ("dataset_example", "ml-100k")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import sys
 import warnings
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -18,7 +19,7 @@ from feast import FeatureStore, RepoConfig
 warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"ibis(\.|$)")
 warnings.filterwarnings("ignore", message="On demand feature view is an experimental feature")
 
-from components.params import load_params
+from components.common.params import load_params, section
 from feature_repo.definitions import Definitions, build_definitions
 from feature_repo.settings import REPO_DIR, FeatureRepoSettings
 
@@ -89,12 +90,19 @@ def apply_definitions(store: FeatureStore, settings: FeatureRepoSettings) -> Def
     return definitions
 
 
-def prepare_online_store(
-    settings: FeatureRepoSettings, repo_dir: Path = REPO_DIR, fs_yaml: str | None = None, work_dir: Path | None = None
-) -> FeatureStore:
+def applied_objects(store: FeatureStore) -> list:
+    """Everything `feast apply` put in the store's registry, as Feast objects."""
+    return [
+        *store.list_entities(), *store.list_data_sources(), *store.list_feature_views(),
+        *store.list_on_demand_feature_views(), *store.list_feature_services(),
+    ]
+
+
+def prepare_online_store(repo_dir: Path = REPO_DIR, fs_yaml: str | None = None, work_dir: Path | None = None) -> FeatureStore:
     """The store materialization writes through: its own copy of the applied registry, and the
-    online tables created for it (the online folder is a fresh output on every run). A config whose
-    online registry is the applied registry itself (a shared one in object storage) skips the copy."""
+    online tables created for what that registry holds (the online folder is a fresh output on every
+    run). A config whose online registry is the applied registry itself (a shared one in object
+    storage) skips the copy. Views, sources and TTLs come from the applied registry alone."""
     store = open_store(repo_dir, fs_yaml, registry=ONLINE_REGISTRY, work_dir=work_dir)
     applied_store = open_store(repo_dir, fs_yaml, work_dir=work_dir)
     if store.config.registry.path != applied_store.config.registry.path:
@@ -102,7 +110,7 @@ def prepare_online_store(
         if not applied.exists():
             raise FileNotFoundError(f"no applied registry at {applied}; run the apply step first (dvc repro feast_apply)")
         shutil.copyfile(applied, registry_path(store))
-    apply_definitions(store, settings)
+    store.apply(applied_objects(store))  # creates the online tables of the applied views
     return store
 
 
@@ -121,15 +129,12 @@ def materialize(store: FeatureStore, start: datetime, end: datetime) -> None:
     store.materialize(start_date=start, end_date=end)
 
 
-def pipeline_settings(features_dir: str, ttl_hours: dict[str, float]) -> FeatureRepoSettings:
-    """Settings of one pipeline run: its feature tables (a folder or a URI) and its TTLs."""
-    return FeatureRepoSettings.from_params({"feature_store": {"ttl_hours": dict(ttl_hours)}}, features_dir=str(features_dir))
-
-
-def apply_step(features_dir: str, registry_dir: Path, ttl_hours: dict[str, float], fs_yaml: str | None = None) -> Definitions:
-    """`feast apply` for one pipeline run: a local registry goes to `registry_dir` (a remote one stays
-    where the config points, e.g. object storage); the sources read `features_dir`."""
-    return apply_definitions(open_store(fs_yaml=fs_yaml, work_dir=registry_dir), pipeline_settings(features_dir, ttl_hours))
+def apply_step(features_dir: str, registry_dir: Path | None, ttl_hours: dict[str, float], fs_yaml: str | None = None) -> Definitions:
+    """`feast apply` for one pipeline run: the only step that reads the TTLs and the features folder;
+    every later step reads them from the registry it writes. A local registry goes to `registry_dir`
+    (None: where the config points; a remote one stays there, e.g. object storage)."""
+    settings = FeatureRepoSettings(ttl_hours=dict(ttl_hours), features_dir=str(features_dir))
+    return apply_definitions(open_store(fs_yaml=fs_yaml, work_dir=registry_dir), settings)
 
 
 def materialize_all(store: FeatureStore, features_dir: Path, end: datetime | None = None) -> tuple[datetime, datetime]:
@@ -141,19 +146,37 @@ def materialize_all(store: FeatureStore, features_dir: Path, end: datetime | Non
 
 
 def materialize_step(
-    features_dir: Path, registry_dir: Path, online_dir: Path, ttl_hours: dict[str, float], fs_yaml: str | None = None
+    features_dir: Path, registry_dir: Path | None, online_dir: Path | None, fs_yaml: str | None = None, end: datetime | None = None
 ) -> tuple[datetime, datetime]:
     """Materialize one run's feature tables into the online store (SQLite under `online_dir`, or the
-    configured Redis), starting from the registry the apply step left in `registry_dir`."""
-    applied = open_store(fs_yaml=fs_yaml, work_dir=registry_dir)
-    if not is_uri(applied.config.registry.path):  # a local registry: carry the applied one over, never write into it
-        target = registry_path(open_store(fs_yaml=fs_yaml, work_dir=online_dir))
-        shutil.copyfile(registry_path(applied), target)
-    store = prepare_online_store(pipeline_settings(str(features_dir), ttl_hours), fs_yaml=fs_yaml, work_dir=online_dir)
-    return materialize_all(store, Path(features_dir))
+    configured Redis), from the registry the apply step left in `registry_dir` (None for either: where
+    the config points). `features_dir` only bounds the time window; what is loaded is what the
+    registry's sources name. Returns the window."""
+    if registry_dir is not None and registry_dir != online_dir:
+        applied = open_store(fs_yaml=fs_yaml, work_dir=registry_dir)
+        if not is_uri(applied.config.registry.path):  # a local registry: carry the applied one over, never write into it
+            target = registry_path(open_store(fs_yaml=fs_yaml, work_dir=online_dir))
+            shutil.copyfile(registry_path(applied), target)
+    store = prepare_online_store(fs_yaml=fs_yaml, work_dir=online_dir)
+    return materialize_all(store, Path(features_dir), end)
 
 
-def main(argv: list[str] | None = None) -> None:
+def pipeline_feast_config(params: dict) -> str:
+    """The Feast config a pipeline run uses: `feature_store.config` of params.yaml, which DVC tracks.
+    FEAST_FS_YAML picks the service's config; a pipeline step refuses one that disagrees with
+    params.yaml rather than silently writing a store DVC does not know about."""
+    config = str(section(params, "feature_store", "config"))
+    env = os.environ.get("FEAST_FS_YAML")
+    if env and Path(env).name != Path(config).name:
+        raise ValueError(
+            f"FEAST_FS_YAML={env} but params.yaml has feature_store.config: {config}; the pipeline reads the "
+            f"config from params.yaml (so DVC re-runs what it changes): set it there, e.g. "
+            f"`dvc exp run -S feature_store.config={Path(env).name}`, and unset FEAST_FS_YAML"
+        )
+    return config
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Feast apply / materialize for the project's feature repo.")
     parser.add_argument("action", choices=["apply", "materialize"])
     parser.add_argument("--params", default=None)
@@ -161,17 +184,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--end", default=None, help="materialize up to this ISO time (default: the newest feature row)")
     args = parser.parse_args(argv)
     params = load_params(args.params)
-    settings = FeatureRepoSettings.from_params(params, features_dir=str(args.features.resolve()))
-    if args.action == "apply":
-        defs = apply_definitions(open_store(), settings)
-        message = f"feast apply: {len(defs.batch_views)} feature views + request_context, feature service asymdiffrec_v1"
-    else:
-        store = prepare_online_store(settings)
-        end = pd.Timestamp(args.end, tz="UTC").to_pydatetime() if args.end else None
-        start, end = materialize_all(store, args.features, end)
-        message = f"feast materialize: {start.isoformat()} .. {end.isoformat()}"
+    try:
+        fs_yaml = pipeline_feast_config(params)
+        if args.action == "apply":
+            defs = apply_step(str(args.features.resolve()), None, section(params, "feature_store", "ttl_hours"), fs_yaml)
+            message = f"feast apply ({fs_yaml}): {len(defs.batch_views)} feature views + request_context, feature service {defs.service.name}"
+        else:
+            end = pd.Timestamp(args.end, tz="UTC").to_pydatetime() if args.end else None
+            start, end = materialize_step(args.features, None, None, fs_yaml, end)
+            message = f"feast materialize ({fs_yaml}): {start.isoformat()} .. {end.isoformat()}"
+    except (FileNotFoundError, KeyError, ValueError) as e:
+        print(f"feature_store: {e}", file=sys.stderr)
+        return 2
     print(message)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

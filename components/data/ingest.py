@@ -4,10 +4,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from components.movielens import load_movielens
-from components.params import load_params, section
-from components.raw import RawTables
-from components.synthetic import SyntheticConfig, generate
+from components.data.movielens import load_movielens
+from components.common.params import load_params, section
+from components.data.raw import RawTables
+from components.data.synthetic_log import SyntheticConfig, generate
 
 SOURCES = ("movielens", "synthetic")
 

@@ -1,6 +1,6 @@
 """Package step: `bentoml build` of the serving service around the production model.
 
-    python -m components.package --out metrics/package.json --params params.yaml
+    python -m components.lifecycle.package --out metrics/package.json --params params.yaml
 
 Writes {"tag", "bento", "path", "labels", "metadata"}: the production model (`serving.model_name`)
 and the Bento built around it (`bentoml containerize <bento>` makes the image). With no production
@@ -16,14 +16,13 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from components.io import atomic_write_json
-from components.params import load_params, section
+from components.common.files import atomic_write_json
+from components.common.params import PROJECT_ROOT, load_params, section
 
 
-ROOT = Path(__file__).resolve().parents[1]  # where bentofile.yaml lies
 
 
-def build_bento(model_tag: str, project_dir: Path = ROOT) -> str:
+def build_bento(model_tag: str, project_dir: Path = PROJECT_ROOT) -> str:
     """`bentoml build` of bentofile.yaml with the service pinned to `model_tag`; returns the Bento's tag."""
     bentoml = Path(sys.executable).parent / "bentoml"
     env = dict(os.environ, ASYMDIFFREC_MODEL_TAG=model_tag)
@@ -41,7 +40,7 @@ def build_bento(model_tag: str, project_dir: Path = ROOT) -> str:
 def package_step(model_name: str, out_path: Path, build: bool = True) -> dict:
     """Build the Bento around the production model and write out_path (metrics/package.json).
     Raises if the pointer names a model the store lacks."""
-    from components.model_registry import champion_checkpoint, model_info, production_tag, store_home
+    from components.lifecycle.model_registry import champion_checkpoint, model_info, production_tag, store_home
 
     tag = production_tag(model_name)
     if tag is None:

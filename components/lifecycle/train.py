@@ -1,6 +1,6 @@
 """Train step: AsymDiffRec and its base model (same base network, same seed) on the validated dataset.
 
-    python -m components.train --data data/validated --out data/models --params params.yaml [--nproc N]
+    python -m components.lifecycle.train --data data/validated --out data/models --params params.yaml [--nproc N]
 
 Writes `<out>/asymdiffrec/` and `<out>/base/` (checkpoint folders: weights, schema, params) and
 `<out>/train.json` (dataset hash, seeds, best epochs, validation AUC, device, seconds), all swapped
@@ -24,8 +24,8 @@ from typing import Any, Sequence
 
 import yaml
 
-from components.io import atomic_write_json, replace_dir, staging_dir_for
-from components.params import load_params, section
+from components.common.files import atomic_write_json, replace_dir, staging_dir_for
+from components.common.params import PROJECT_ROOT, load_params, section
 
 MODELS = {"asymdiffrec": "asymdiffrec", "base": "base"}  # output folder -> model variant
 SUMMARY = "train.json"
@@ -140,10 +140,10 @@ def launch_train(
         params_file.write_text(yaml.safe_dump({"model": dict(model_params), "train": dict(train_params)}))
         cmd = [
             sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-            "-m", "components.train", "--data", str(dataset_dir), "--out", str(out_dir),
+            "-m", "components.lifecycle.train", "--data", str(dataset_dir), "--out", str(out_dir),
             "--params", str(params_file), "--dataset-hash", dataset_hash,
         ]  # no --nproc for the children (torchrun would take it for its own): they see WORLD_SIZE
-        proc = subprocess.run(cmd, cwd=Path(__file__).resolve().parents[1])
+        proc = subprocess.run(cmd, cwd=PROJECT_ROOT)
         if proc.returncode != 0:
             raise RuntimeError(f"torchrun with {nproc} processes failed (exit {proc.returncode}); see the log above")
     return json.loads((Path(out_dir) / SUMMARY).read_text())
