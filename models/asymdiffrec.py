@@ -47,6 +47,18 @@ class Recommender(nn.Module):
         task = F.binary_cross_entropy_with_logits(self.base(batch), batch.label)
         return task, {"task": task.detach()}
 
+    def _target(self, z0: torch.Tensor) -> torch.Tensor:
+        """The reconstruction target h(x0), without its gradient when `stop_grad`."""
+        return z0.detach() if self.cfg.stop_grad else z0
+
+    def task_oriented_loss(self, z0: torch.Tensor, z0_hat: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, Losses]:
+        """BCE(f(z0), y) + λ_rec ||z0' - sg(z0)||² + λ_aux BCE(f(z0'), y): the loss of every denoising variant."""
+        task = F.binary_cross_entropy_with_logits(self.base.head(z0), label)
+        rec = (z0_hat.float() - self._target(z0).float()).pow(2).mean()
+        aux = F.binary_cross_entropy_with_logits(self.base.head(z0_hat), label)
+        total = task + self.cfg.lambda_rec * rec + self.cfg.lambda_aux * aux
+        return total, {"task": task.detach(), "rec": rec.detach(), "aux": aux.detach()}
+
     def _encode_pair(self, batch: EncodedBatch, mask_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """h(x0), h(x_t) from a single embedding look-up and a single encoder pass."""
         emb = self.base.embedding
@@ -95,12 +107,7 @@ class AsymDiffRec(Recommender):
         mask_t = self.process(batch.mask, generator)
         z0, zt = self._encode_pair(batch, mask_t)
         z0_hat = self.reverse(self.denoiser, zt, mask_t)
-        target = z0.detach() if self.cfg.stop_grad else z0
-        task = F.binary_cross_entropy_with_logits(self.base.head(z0), batch.label)
-        rec = (z0_hat.float() - target.float()).pow(2).mean()
-        aux = F.binary_cross_entropy_with_logits(self.base.head(z0_hat), batch.label)
-        total = task + self.cfg.lambda_rec * rec + self.cfg.lambda_aux * aux
-        return total, {"task": task.detach(), "rec": rec.detach(), "aux": aux.detach()}
+        return self.task_oriented_loss(z0, z0_hat, batch.label)
 
 
 class GaussianDiffRec(Recommender):
@@ -123,15 +130,10 @@ class GaussianDiffRec(Recommender):
 
     def loss(self, batch: EncodedBatch, generator: torch.Generator | None = None) -> tuple[torch.Tensor, Losses]:
         z0 = self.base.h(batch)
-        target = z0.detach() if self.cfg.stop_grad else z0
         t = self.schedule.sample_timesteps(z0.shape[0], generator, z0.device)
         noise = torch.randn(z0.shape, generator=generator, device=z0.device, dtype=z0.dtype)
-        z0_hat = self._denoise(self.schedule.add_noise(target, noise, t), t)
-        task = F.binary_cross_entropy_with_logits(self.base.head(z0), batch.label)
-        rec = (z0_hat.float() - target.float()).pow(2).mean()
-        aux = F.binary_cross_entropy_with_logits(self.base.head(z0_hat), batch.label)
-        total = task + self.cfg.lambda_rec * rec + self.cfg.lambda_aux * aux
-        return total, {"task": task.detach(), "rec": rec.detach(), "aux": aux.detach()}
+        z0_hat = self._denoise(self.schedule.add_noise(self._target(z0), noise, t), t)
+        return self.task_oriented_loss(z0, z0_hat, batch.label)
 
 
 MODEL_KINDS: dict[str, type[Recommender]] = {

@@ -5,7 +5,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-T = TypeVar("T", bound="_FromDict")
+T = TypeVar("T", bound="ParamsSection")
 
 # Named variants: the model class they build and the knobs they pin (ablations win over the dict).
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -18,30 +18,48 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
-class _FromDict:
+class ParamsSection:
+    """A dataclass read from one section of params.yaml: the project's one loader of knobs.
+
+    `from_dict` rejects unknown keys (naming the section and the allowed keys), casts YAML lists to
+    tuples where the field is one, and calls the class's `validate()`. A subclass names its section
+    in `SECTION` (e.g. "promote") so messages point at the dotted key to fix."""
+
+    SECTION = ""
+
     @classmethod
     def from_dict(cls: type[T], d: dict[str, Any] | None = None, **overrides: Any) -> T:
         """Build from a dict, rejecting unknown keys and casting lists to tuples where the field is one."""
+        if d is not None and not isinstance(d, dict):
+            raise ValueError(f"params.yaml {cls.SECTION or cls.__name__} must be a mapping, got {type(d).__name__}")
         d = {**(d or {}), **overrides}
         names = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         unknown = sorted(set(d) - set(names))
         if unknown:
-            raise ValueError(f"{cls.__name__} has no key(s) {unknown}; allowed: {sorted(names)}")
+            raise ValueError(f"{cls.SECTION or cls.__name__} has unknown key(s) {unknown}; allowed: {sorted(names)}")
         for key, value in list(d.items()):
             default = names[key].default if names[key].default is not dataclasses.MISSING else None
             if isinstance(default, tuple) and isinstance(value, list):
                 d[key] = tuple(value)
+        missing = sorted(n for n, f in names.items() if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and n not in d)
+        if missing:
+            raise ValueError(f"{cls.SECTION or cls.__name__} lacks key(s) {missing}; add them to params.yaml")
         obj = cls(**d)
-        obj.validate()  # type: ignore[attr-defined]
+        obj.validate()
         return obj
+
+    def validate(self) -> None:
+        """Range and type checks of a subclass; nothing by default."""
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}  # type: ignore[call-overload]
 
 
 @dataclass
-class ModelConfig(_FromDict):
+class ModelConfig(ParamsSection):
     """What to build: the variant, the base model and the diffusion knobs."""
+
+    SECTION = "model"
 
     variant: str = "asymdiffrec"  # one of VARIANTS
     base: str = "dnn"  # a registered base model: dnn, dcnv2, deepfm
@@ -99,8 +117,10 @@ class ModelConfig(_FromDict):
 
 
 @dataclass
-class TrainConfig(_FromDict):
+class TrainConfig(ParamsSection):
     """How to train: optimiser, batches, early stopping, device."""
+
+    SECTION = "train"
 
     epochs: int = 20
     batch_size: int = 1024

@@ -12,22 +12,37 @@ import argparse
 import json
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from models.asymdiffrec import build_model
-from models.config import VARIANTS, ModelConfig, TrainConfig
+from models.config import VARIANTS, ModelConfig, ParamsSection, TrainConfig
 from models.data import load_dataset
-from models.metrics import ROBUSTNESS_RATES
+from models.jsonable import jsonable
+from models.metrics import HIGHER_IS_BETTER, METRICS, ROBUSTNESS_RATES
 from models.predict import evaluate
 from models.schema import FeatureSchema
 from models.train import train
 
-METRICS = ("auc", "uauc", "logloss")
-HIGHER_IS_BETTER = {"auc": True, "uauc": True, "logloss": False}
 REFERENCE = "asymdiffrec"
+
+
+@dataclass
+class QualityConfig(ParamsSection):
+    """The params.yaml `quality:` section: which variants, over which seeds."""
+
+    SECTION = "quality"
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    variants: tuple[str, ...] = tuple(VARIANTS)
+    threads: int = 0  # torch CPU threads (0: torch's default)
+
+    def validate(self) -> None:
+        unknown = sorted(set(self.variants) - set(VARIANTS))
+        if unknown or not self.variants or not self.seeds:
+            raise ValueError(f"quality.variants and quality.seeds must be non-empty, variants among {sorted(VARIANTS)}; got {unknown or 'empty'}")
 
 
 def run_quality(
@@ -67,7 +82,7 @@ def run_quality(
         },
         "runs": {v: [{"natural": r["natural"], "train": r["train"]} for r in rs] for v, rs in runs.items()},
     }
-    return _clean(report)
+    return jsonable(report)
 
 
 def _stats(values: list[float]) -> dict[str, float]:
@@ -114,17 +129,6 @@ def compare(runs: dict[str, list[dict[str, Any]]], reference: str) -> dict[str, 
             res[f"auc@{rate}"] = paired([r["robustness"][rate]["auc"] for r in ref], [o["robustness"][rate]["auc"] for o in other])
         out[name] = res
     return out
-
-
-def _clean(obj: Any) -> Any:
-    """NaN -> None so the JSON is standard."""
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, float) and (math.isnan(obj) or math.isinf(obj)):
-        return None
-    return obj
 
 
 def _fmt(stat: dict[str, Any] | None, digits: int = 4) -> str:
@@ -253,10 +257,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: quality.threads, else torch's default)")
     args = parser.parse_args(argv)
     params = _read_params(args.params)
-    quality = params.get("quality") or {}
-    seeds = args.seeds or quality.get("seeds") or [0, 1, 2, 3, 4]
-    variants = args.variants or quality.get("variants") or list(VARIANTS)
-    threads = args.threads if args.threads is not None else quality.get("threads", 0)
+    quality = QualityConfig.from_dict(params.get("quality"))
+    seeds = args.seeds or list(quality.seeds)
+    variants = args.variants or list(quality.variants)
+    threads = args.threads if args.threads is not None else quality.threads
 
     import torch
 

@@ -1,6 +1,7 @@
-"""Atomic writes: a crash or a failed check never leaves a half-written file behind."""
+"""Files: atomic writes (a crash or a failed check never leaves a half-written file behind) and digests."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -66,3 +67,9 @@ def staging_dir_for(target: Path) -> Path:
     staged = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".staging", dir=target.parent))
     staged.chmod(0o777 & ~_umask())  # mkdtemp's 0700 would make the published folder private
     return staged
+
+
+def file_digest(path: Path, algorithm: str = "md5") -> str:
+    """Hex digest of a file's bytes (md5 is what DVC records; sha256 where tampering matters)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, algorithm).hexdigest()

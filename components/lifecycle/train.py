@@ -24,28 +24,20 @@ from typing import Any, Sequence
 
 import yaml
 
-from components.common.files import atomic_write_json, replace_dir, staging_dir_for
+from components.common.files import atomic_write_json, file_digest, replace_dir, staging_dir_for
+from components.lifecycle.checkpoints import CANDIDATE, FOLDERS, SUMMARY
 from components.common.params import PROJECT_ROOT, load_params, section
-
-MODELS = {"asymdiffrec": "asymdiffrec", "base": "base"}  # output folder -> model variant
-SUMMARY = "train.json"
-
-
-def md5_file(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "md5").hexdigest()
-
 
 def dataset_hash(dataset_dir: Path) -> str:
     """The md5 DVC gives the dataset folder (`<md5>.dir`, as in dvc.lock), or the md5 of a single file:
     recorded with the model, it names exactly which data trained it."""
     dataset_dir = Path(dataset_dir)
     if dataset_dir.is_file():
-        return md5_file(dataset_dir)
+        return file_digest(dataset_dir)
     if not dataset_dir.is_dir():
         raise FileNotFoundError(f"dataset {dataset_dir} not found; pass the validated dataset folder (--data)")
     entries = [
-        {"md5": md5_file(p), "relpath": p.relative_to(dataset_dir).as_posix()}
+        {"md5": file_digest(p), "relpath": p.relative_to(dataset_dir).as_posix()}
         for p in dataset_dir.rglob("*")
         if p.is_file()
     ]
@@ -70,6 +62,7 @@ def train_step(
     Under torchrun every rank trains; only rank 0 writes."""
     from models import ModelConfig, TrainConfig, build_model, load_dataset, save_checkpoint, train
     from models.schema import FeatureSchema
+    from models.jsonable import jsonable
     from models.train import is_main_process
 
     model_params = {k: v for k, v in dict(model_params).items() if k != "variant"}
@@ -82,13 +75,13 @@ def train_step(
     valid_b = schema.encode(data.validation, with_label=True) if len(data.validation) else None
 
     trained, runs = {}, {}
-    for folder, variant in MODELS.items():
+    for folder, variant in FOLDERS.items():
         cfg = ModelConfig.from_dict({**model_params, "variant": variant})
         model = build_model(schema, cfg, seed=tcfg.seed)
         result = train(model, train_b, valid_b, tcfg)
         trained[folder] = (model, result)
         runs[folder] = {
-            "variant": variant, "best_epoch": result.best_epoch, "val_auc": _finite(result.best_val_auc),
+            "variant": variant, "best_epoch": result.best_epoch, "val_auc": jsonable(result.best_val_auc),
             "epochs_run": len(result.history), "seconds": round(result.seconds, 3),
             "samples_per_second": round(result.samples_per_second, 1),
         }
@@ -96,8 +89,8 @@ def train_step(
         "dataset_hash": dataset_hash,
         "seed": tcfg.seed,
         "models": runs,
-        "device": trained["asymdiffrec"][1].device,
-        "world_size": trained["asymdiffrec"][1].world_size,
+        "device": trained[CANDIDATE][1].device,
+        "world_size": trained[CANDIDATE][1].world_size,
         "rows": {"train": len(data.train), "validation": len(data.validation)},
         "seconds": round(time.perf_counter() - start, 3),
         "metrics": {f"{name}_val_auc": run["val_auc"] for name, run in runs.items() if run["val_auc"] is not None},
@@ -119,10 +112,6 @@ def train_step(
 
             shutil.rmtree(staged, ignore_errors=True)
     return summary
-
-
-def _finite(x: float) -> float | None:
-    return None if x != x else float(x)  # NaN (one class in validation) -> null in JSON
 
 
 def launch_train(
