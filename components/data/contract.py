@@ -10,15 +10,16 @@ the candidate's own `schema.json`.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 import pandas as pd
 
 from feature_repo.definitions import FEATURE_SERVICE, REQUEST_CONTEXT_KINDS
+from models.data import SPLITS  # one list of splits: the model loader's
 
 if TYPE_CHECKING:
-    from feast import FeatureStore
+    from feast import FeatureService, FeatureStore
 
 KEYS = ("event_id", "user_id", "item_id")
 TIMESTAMP = "event_timestamp"
@@ -26,7 +27,6 @@ LABEL = "label"
 FEATURE_MASK_PREFIX = "missing__"
 VIEW_MASK_PREFIX = "missing_view__"
 SCHEMA_FILE = "schema.json"
-SPLITS = ("train", "validation", "test")
 
 
 @dataclass(frozen=True)
@@ -110,13 +110,32 @@ class DatasetSchema:
         return list(dict.fromkeys(cols))
 
 
+def view_ttl_hours(views: Iterable[Any]) -> dict[str, float | None]:
+    """view -> its TTL in hours (None: no TTL), as the contract records it."""
+    return {v.name: v.ttl.total_seconds() / 3600 if v.ttl else None for v in views}
+
+
 def schema_from_store(store: "FeatureStore", service: str = FEATURE_SERVICE) -> DatasetSchema:
-    """The contract as the registry holds it: the service's fields that carry a kind tag are model
-    inputs (`<view>_ts` availability times are metadata), each view with the TTL it was applied with."""
-    ttl_hours = {v.name: v.ttl.total_seconds() / 3600 if v.ttl else None for v in store.list_feature_views()}
+    """The contract as the registry holds it: the feature service with the TTLs its views were applied with."""
+    from feast.errors import FeatureServiceNotFoundException
+
+    try:
+        applied = store.get_feature_service(service)
+    except FeatureServiceNotFoundException as e:
+        raise FileNotFoundError(
+            f"the Feast registry {store.config.registry.path} holds no feature service '{service}'; "
+            "apply the definitions (dvc repro feast_apply) and materialize (dvc repro materialize) first"
+        ) from e
+    return schema_from_service(applied, view_ttl_hours(store.list_feature_views()))
+
+
+def schema_from_service(service: "FeatureService", ttl_hours: dict[str, float | None]) -> DatasetSchema:
+    """The contract of a feature service: its fields that carry a kind tag are model inputs (`<view>_ts`
+    availability times are metadata); each view gets `ttl_hours[view]` (absent: None, e.g. request-time
+    views). Takes the service object so tests can build the contract from the definitions, without a registry."""
     features: list[FeatureColumn] = []
     views: dict[str, dict] = {}
-    for projection in store.get_feature_service(service).feature_view_projections:
+    for projection in service.feature_view_projections:
         view = projection.name
         ts_column = f"{view}_ts"
         names: list[str] = []
