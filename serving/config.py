@@ -1,30 +1,60 @@
-"""Serving knobs from params.yaml's `serving:` section, with environment overrides for deployments."""
+"""Serving knobs from params.yaml's `serving:` section, and which model the service serves.
+
+The model, first match wins: ASYMDIFFREC_MODEL_TAG (a full "name:version" as given; a bare name means
+that name's production model); inside a built Bento, the model it was packaged with
+(`packaged_model.json` beside this file, written by the package step into its build context only, so
+a checkout never has one and nothing outside the checkout can choose the model); else the production
+model the promote step pointed at, in the store $BENTOML_HOME (default: the project's data/bentoml).
+"""
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass, fields
-
+from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from components.common.params import DEFAULT_PARAMS, load_params
+from models.config import ParamsSection
 
-BENTO_YAML = Path(__file__).resolve().parents[2] / "bento.yaml"  # <bento>/src/serving/config.py -> <bento>/bento.yaml
+PACKAGED_MODEL_FILE = "packaged_model.json"
+PACKAGED_MODEL = Path(__file__).resolve().with_name(PACKAGED_MODEL_FILE)  # <bento>/src/serving/packaged_model.json
 
 
-def packaged_model_tag(name: str, bento_yaml: Path = BENTO_YAML) -> str | None:
-    """The model a built Bento was packaged with (`bentoml build` records it in bento.yaml), so a
-    container serves exactly that model without a model-store pointer."""
-    if not bento_yaml.exists():
+def packaged_model_tag(name: str, marker: Path = PACKAGED_MODEL) -> str | None:
+    """The model a built Bento was packaged with (None outside a Bento), so a container serves
+    exactly that model without a model-store pointer."""
+    if not marker.exists():
         return None
-    info = yaml.safe_load(bento_yaml.read_text()) or {}
-    tags = [m["tag"] for svc in info.get("services") or [] for m in svc.get("models") or []]
-    return next((t for t in tags if t.split(":")[0] == name), None)
+    try:
+        tag = json.loads(marker.read_text()).get("tag")
+    except (json.JSONDecodeError, AttributeError) as e:
+        raise RuntimeError(f"{marker} must be {{\"tag\": \"{name}:<version>\"}} (the package step writes it); rebuild the Bento") from e
+    if not isinstance(tag, str) or tag.partition(":")[0] != name or not tag.partition(":")[2]:
+        raise RuntimeError(f"{marker} names {tag!r}, not a version of '{name}' (serving.model_name); rebuild the Bento")
+    return tag
+
+
+def in_bento() -> bool:
+    """Whether this code runs from a built Bento (the package step left its marker beside this file)."""
+    return PACKAGED_MODEL.exists()
+
+
+def use_model_store() -> None:
+    """From a checkout, point BentoML at the project's model store ($BENTOML_HOME, else data/bentoml), the
+    store the pipeline promotes into, so `bentoml serve` from the root finds the production model.
+    Inside a Bento, BentoML serves the Bento's own models; nothing to do."""
+    if not in_bento():
+        from components.common.runtime import use_bentoml_home
+
+        use_bentoml_home()
 
 
 @dataclass(frozen=True)
-class ServingConfig:
+class ServingConfig(ParamsSection):
+    """The params.yaml `serving:` section."""
+
+    SECTION = "serving"
+
     model_name: str = "asymdiffrec"
     max_candidates: int = 500
     batch_max_size: int = 4096
@@ -32,27 +62,37 @@ class ServingConfig:
     workers: int = 1  # service processes
     torch_threads: int = 1  # intra-op threads per worker: small batches run faster on one
 
+    def validate(self) -> None:
+        if not isinstance(self.model_name, str) or not self.model_name or ":" in self.model_name:
+            raise ValueError(f"serving.model_name must be a model name without a version, got {self.model_name!r}")
+        for name in ("max_candidates", "batch_max_size", "batch_max_latency_ms", "workers", "torch_threads"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"serving.{name} must be an integer >= 1, got {value!r}")
+
     @classmethod
     def load(cls) -> "ServingConfig":
+        """From ASYMDIFFREC_PARAMS (default: the project's params.yaml); defaults when there is none."""
         path = os.environ.get("ASYMDIFFREC_PARAMS", str(DEFAULT_PARAMS))
-        section = (load_params(path).get("serving") or {}) if os.path.exists(path) else {}
-        unknown = set(section) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"serving has unknown key(s) {sorted(unknown)}; allowed: {[f.name for f in fields(cls)]}")
-        return cls(**section)
+        return cls.from_dict(load_params(path).get("serving") if os.path.exists(path) else None)
 
     def model_tag(self) -> str:
-        """ASYMDIFFREC_MODEL_TAG; else, in a built Bento, the model it was built around; else the
-        production model the promote step pointed at."""
-        tag = os.environ.get("ASYMDIFFREC_MODEL_TAG") or packaged_model_tag(self.model_name)
+        """The tag to serve (see the module docstring): never a bare name, which BentoML would resolve
+        to the newest version, a refused candidate as likely as the production model."""
+        from components.lifecycle.model_registry import served_tag
+
+        explicit = os.environ.get("ASYMDIFFREC_MODEL_TAG", "").strip()
+        if explicit:
+            return served_tag(explicit)
+        tag = packaged_model_tag(self.model_name)
         if tag:
             return tag
-        from components.lifecycle.model_registry import production_tag
+        from components.lifecycle.model_registry import production_tag, store_home
 
         tag = production_tag(self.model_name)
         if not tag:
             raise RuntimeError(
-                f"no production model named '{self.model_name}' in the BentoML store (BENTOML_HOME); "
+                f"no production model named '{self.model_name}' in the BentoML store {store_home()} (BENTOML_HOME); "
                 "run the pipeline (make pipeline) or set ASYMDIFFREC_MODEL_TAG=name:version"
             )
         return tag

@@ -21,9 +21,11 @@ def free_port() -> int:
 
 
 class ServeProcess:
-    """`bentoml serve` from the repository root with its own model store, model tag and Feast config."""
+    """`bentoml serve` from the repository root with its own model store, model tag and Feast config;
+    returns once `wait_for` answers 200 (readiness by default; "/livez" to test a service that is not ready)."""
 
-    def __init__(self, log_dir: Path, bentoml_home: Path, model_tag: str, fs_yaml: Path, extra_env: dict | None = None, timeout: float = 120):
+    def __init__(self, log_dir: Path, bentoml_home: Path, model_tag: str, fs_yaml: Path, extra_env: dict | None = None, timeout: float = 120,
+                 wait_for: str = "/readyz"):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = Path(log_dir) / f"serve-{self.port}.log"
@@ -39,18 +41,18 @@ class ServeProcess:
             start_new_session=True,  # its workers die with it
         )
         try:
-            self._wait_ready(timeout)
+            self._wait_ready(timeout, wait_for)
         except Exception:
             self.stop()
             raise
 
-    def _wait_ready(self, seconds: float) -> None:
+    def _wait_ready(self, seconds: float, route: str) -> None:
         deadline = time.time() + seconds
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"bentoml serve exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
             try:
-                if requests.get(f"{self.url}/readyz", timeout=5).status_code == 200:
+                if requests.get(f"{self.url}{route}", timeout=5).status_code == 200:
                     return
             except requests.RequestException:  # not listening yet, or still loading
                 pass

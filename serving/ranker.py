@@ -5,7 +5,7 @@ Plain Python (no BentoML), so the service only wraps it and tests can call it di
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,12 @@ class Ranker:
         """Probabilities for each (user, item); the sample's real missing mask is the noisy input."""
         samples = online_samples(self.store, self.schema, user_ids, item_ids, request_time)
         return predict(self.model, self.features, samples.frame), samples
+
+    def probe(self) -> bool:
+        """Score an unknown user and item now, through the whole path: True when the model answers a
+        probability (the readiness check; a store outage still answers, degraded)."""
+        scores, _ = self.score(-1, [-1], datetime.now(timezone.utc))
+        return bool(np.isfinite(scores).all())
 
     def rank(self, user_id: int, item_ids: list[int], request_time: datetime | None = None) -> RankResult:
         scores, samples = self.score(user_id, item_ids, request_time)

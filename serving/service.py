@@ -2,8 +2,9 @@
 
     bentoml serve            # from the repository root (bentofile.yaml names this service)
 
-The production model comes from the BentoML model store (the promote step's pointer, or
-ASYMDIFFREC_MODEL_TAG); the Feast config from FEAST_FS_YAML (default feature_store.yaml; Redis:
+The production model comes from the BentoML model store ($BENTOML_HOME, else the project's data/bentoml:
+the promote step's pointer, or ASYMDIFFREC_MODEL_TAG), inside a built Bento the model it was packaged
+with (serving/config.py); the Feast config from FEAST_FS_YAML (default feature_store.yaml; Redis:
 feature_store.redis.yaml). Health: /livez, /readyz; Prometheus metrics: /metrics.
 """
 from __future__ import annotations
@@ -20,11 +21,12 @@ from bentoml.exceptions import BadInput
 from pydantic import BaseModel, ConfigDict, Field
 
 from components.data.feature_store import ONLINE_REGISTRY, open_store
-from serving.config import ServingConfig
+from serving.config import ServingConfig, use_model_store
 from serving.ranker import Ranker
 
 log = logging.getLogger("asymdiffrec.serving")
 CONFIG = ServingConfig.load()
+use_model_store()  # from a checkout: the store the pipeline promotes into, not BentoML's ~/bentoml
 
 
 class RequestContext(BaseModel):
@@ -74,10 +76,14 @@ class AsymDiffRecService:
         stored = bentoml.models.get(self.model_ref.tag)
         store = open_store(fs_yaml=os.environ.get("FEAST_FS_YAML"), registry=ONLINE_REGISTRY)
         self.ranker = Ranker(Path(stored.path), store, str(stored.tag))
-        log.info("serving %s", stored.tag)
+        self.ready = self.ranker.probe()  # a model that answers NaN never takes traffic
+        if self.ready:
+            log.info("serving %s", stored.tag)
+        else:
+            log.error("NOT READY: %s scored a probe request to a non-finite value; /readyz answers 503", stored.tag)
 
     def __is_ready__(self) -> bool:
-        return self.ranker is not None
+        return self.ready
 
     @bentoml.api(route="/rank")
     def rank(

@@ -4,11 +4,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from components.common.files import file_digest
+from models.checkpoint import WEIGHTS
 
 CANDIDATE = "asymdiffrec"  # <models>/asymdiffrec: the candidate for production
 BASE = "base"  # <models>/base: its base model, trained beside it on the same data and seed
 FOLDERS = {CANDIDATE: "asymdiffrec", BASE: "base"}  # checkpoint folder -> the model variant trained into it
-WEIGHTS = "weights.pt"
 SUMMARY = "train.json"
 
 

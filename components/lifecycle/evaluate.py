@@ -3,17 +3,19 @@
     python -m components.lifecycle.evaluate --data data/validated --models data/models --metrics metrics/evaluate.json \\
         --plots metrics/plots --params params.yaml
 
-The champion is the production model of the BentoML model store (`serving.model_name`), if any;
-`--champion DIR` names a checkpoint folder instead and `--no-champion` leaves it out. Every model is
-scored on identical inputs: the natural missing mask, and for each extra-missingness rate the same
-random masks (seeded by `evaluate.seed`), so the curves compare models, not draws.
+The champion is the production model of the BentoML model store (`serving.model_name`; the store is
+$BENTOML_HOME, else the project's data/bentoml), if any; `--champion DIR` names a checkpoint folder
+instead and `--no-champion` leaves it out. Every model is scored on identical inputs: the natural
+missing mask, and for each extra-missingness rate the same random masks (seeded by `evaluate.seed`),
+so the curves compare models, not draws. Each model's entry records the md5 of the weights scored
+(`weights_md5`): the promote step refuses to ship weights other than those.
 """
 from __future__ import annotations
 
 import argparse
 import io
-import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -22,10 +24,32 @@ import pandas as pd
 
 from components.common.files import atomic_write_json, atomic_write_text
 from components.common.params import load_params, section
+from components.lifecycle import checkpoints
+from models.config import ParamsSection
+from models.jsonable import jsonable
+from models.metrics import METRICS, ROBUSTNESS_RATES
 
-CANDIDATE, BASE, CHAMPION = "candidate", "base", "champion"
-METRICS = ("auc", "uauc", "logloss")
+CANDIDATE, BASE, CHAMPION = "candidate", "base", "champion"  # the models' names in the evaluation
 ROC_POINTS = 200
+
+
+@dataclass(frozen=True)
+class EvaluateConfig(ParamsSection):
+    """The params.yaml `evaluate:` section, read the same way by the CLI and the KFP step."""
+
+    SECTION = "evaluate"
+
+    rates: tuple[float, ...] = ROBUSTNESS_RATES  # extra random missingness of the robustness curve
+    seed: int = 0  # draws the extra-missingness masks, identical for every model
+
+    def validate(self) -> None:
+        if not isinstance(self.rates, tuple) or not all(isinstance(r, (int, float)) and not isinstance(r, bool) for r in self.rates):
+            raise ValueError(f"evaluate.rates must be a list of numbers in [0, 1), got {self.rates!r}")
+        bad = [r for r in self.rates if not 0.0 <= r < 1.0]
+        if bad:
+            raise ValueError(f"evaluate.rates has {bad} outside [0, 1); a rate is the share of observed fields masked")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise ValueError(f"evaluate.seed must be an integer, got {self.seed!r}")
 
 
 def roc_points(y: np.ndarray, p: np.ndarray, max_points: int = ROC_POINTS) -> dict[str, list[float]]:
@@ -45,19 +69,6 @@ def roc_points(y: np.ndarray, p: np.ndarray, max_points: int = ROC_POINTS) -> di
         keep = np.unique(np.linspace(0, len(fpr) - 1, max_points).round().astype(int))
         fpr, tpr, thresholds = fpr[keep], tpr[keep], thresholds[keep]
     return {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "thresholds": thresholds.tolist()}
-
-
-def _clean(obj: Any) -> Any:
-    """NaN/inf -> None, so the JSON is standard and `dvc metrics show` reads it."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, (float, np.floating)):
-        return None if math.isnan(obj) or math.isinf(obj) else float(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
 
 
 def score_checkpoint(checkpoint_dir: Path, test: pd.DataFrame, rates: Sequence[float], seed: int) -> tuple[dict[str, Any], dict]:
@@ -81,19 +92,19 @@ def evaluate_step(
     rates: list[float] | None = None,
     seed: int = 0,
 ) -> dict:
-    """Score the candidate (models_dir/asymdiffrec), the base model (models_dir/base) and the current champion (a checkpoint
-    folder, or None) on the same test split. Writes metrics_path (metrics/evaluate.json: AUC, UAUC, LogLoss per model,
-    natural and per missing-count bucket, plus the robustness curve), plots_dir/roc.csv (columns model,fpr,tpr) and
+    """Score the candidate (checkpoints.candidate_dir), the base model (checkpoints.base_dir) and the current champion (a
+    checkpoint folder, or None) on the same test split. Writes metrics_path (metrics/evaluate.json: AUC, UAUC, LogLoss per
+    model, natural and per missing-count bucket, the robustness curve, the checkpoint and `weights_md5`, the md5 of the
+    weights scored, which the promote step checks), plots_dir/roc.csv (columns model,fpr,tpr) and
     plots_dir/robustness.csv (columns model,rate,auc,uauc), and returns the same dict, which also holds per model the ROC
     points (fpr, tpr, thresholds lists, downsampled to <= 200 points) so a KFP wrapper can log ClassificationMetrics."""
     from models.data import load_dataset
-    from models.metrics import ROBUSTNESS_RATES
 
     rates = list(ROBUSTNESS_RATES if rates is None else rates)
-    checkpoints = {CANDIDATE: Path(models_dir) / "asymdiffrec", BASE: Path(models_dir) / "base"}
+    folders = {CANDIDATE: checkpoints.candidate_dir(models_dir), BASE: checkpoints.base_dir(models_dir)}
     if champion_dir is not None:
-        checkpoints[CHAMPION] = Path(champion_dir)
-    for name, path in checkpoints.items():
+        folders[CHAMPION] = Path(champion_dir)
+    for name, path in folders.items():
         if not path.is_dir():
             raise FileNotFoundError(f"{name} checkpoint {path} not found; run the train step first (or fix --champion)")
     test = load_dataset(dataset_dir, splits=("test",)).test
@@ -101,10 +112,13 @@ def evaluate_step(
         raise ValueError(f"{dataset_dir}/test.parquet has no rows; the evaluation needs a test split")
 
     models, rocs = {}, {}
-    for name, path in checkpoints.items():
+    for name, path in folders.items():
+        digest = checkpoints.weights_digest(path)
         models[name], rocs[name] = score_checkpoint(path, test, rates, seed)
-        models[name]["checkpoint"] = str(path)
-    result = _clean({"test_rows": len(test), "rates": rates, "seed": seed, "models": models})
+        if checkpoints.weights_digest(path) != digest:  # the digest must name the weights that were scored
+            raise RuntimeError(f"{path}/{checkpoints.WEIGHTS} changed while it was being evaluated; re-run the evaluate step")
+        models[name].update(checkpoint=str(path), weights_md5=digest)
+    result = jsonable({"test_rows": len(test), "rates": rates, "seed": seed, "models": models})
     atomic_write_json(result, Path(metrics_path))
     write_plots(result, rocs, Path(plots_dir))
     return {**result, "roc": rocs}
@@ -150,6 +164,32 @@ def kfp_summary(result: dict[str, Any]) -> dict[str, Any]:
     return {"metrics": flat, "roc": result["roc"][CANDIDATE], "markdown": markdown}
 
 
+def run_evaluate(
+    dataset_dir: Path,
+    models_dir: Path,
+    metrics_path: Path,
+    plots_dir: Path,
+    evaluate_params: dict[str, Any] | None,
+    model_name: str | None,
+    champion_dir: Path | None = None,
+    bentoml_home: str = "",
+) -> dict[str, Any]:
+    """The evaluate step as the CLI and the KFP step both run it, so they cannot drift apart:
+    `evaluate_params` is params.yaml's `evaluate:` section (checked by EvaluateConfig); the champion is
+    `champion_dir` if given, else the production model of `model_name` in the store `bentoml_home`
+    ("": $BENTOML_HOME, else the project's data/bentoml), none when `model_name` is None. Returns
+    evaluate_step's result plus "summary" (kfp_summary: what a KFP step logs)."""
+    config = EvaluateConfig.from_dict(evaluate_params)
+    if champion_dir is None and model_name is not None:
+        from components.common.runtime import use_bentoml_home
+        from components.lifecycle.model_registry import champion_checkpoint
+
+        use_bentoml_home(bentoml_home)
+        champion_dir = champion_checkpoint(model_name)
+    result = evaluate_step(dataset_dir, models_dir, champion_dir, metrics_path, plots_dir, list(config.rates), config.seed)
+    return {**result, "summary": kfp_summary(result)}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Score candidate, base model and champion on the test split.")
     parser.add_argument("--data", type=Path, default=Path("data/validated"))
@@ -161,24 +201,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     group.add_argument("--champion", type=Path, help="a checkpoint folder (default: the store's production model)")
     group.add_argument("--no-champion", action="store_true", help="score only the candidate and the base model")
     args = parser.parse_args(argv)
-    params = load_params(args.params)
-    config = section(params, "evaluate")
-    unknown = set(config) - {"rates", "seed"}
-    if unknown:
-        print(f"evaluate: params.yaml evaluate has unknown key(s) {sorted(unknown)}; allowed: rates, seed", file=sys.stderr)
-        return 2
-    champion = args.champion
-    if champion is None and not args.no_champion:
-        from components.lifecycle.model_registry import champion_checkpoint
+    from components.lifecycle.model_registry import StoreError
 
-        champion = champion_checkpoint(section(params, "serving", "model_name"))
     try:
-        result = evaluate_step(args.data, args.models, champion, args.metrics, args.plots, config.get("rates"), int(config.get("seed", 0)))
-    except (FileNotFoundError, ValueError) as e:
+        params = load_params(args.params)
+        model_name = None if args.no_champion or args.champion else section(params, "serving", "model_name")
+        result = run_evaluate(
+            args.data, args.models, args.metrics, args.plots, params.get("evaluate"), model_name, args.champion
+        )
+    except (FileNotFoundError, KeyError, ValueError, StoreError) as e:
         print(f"evaluate: {e}", file=sys.stderr)
         return 2
-    print(kfp_summary(result)["markdown"])
-    print(f"wrote {args.metrics}, {args.plots}/roc.csv, {args.plots}/robustness.csv" + ("" if champion else " (no champion yet)"))
+    print(result["summary"]["markdown"])
+    champion = "champion" if CHAMPION in result["models"] else "no champion yet"
+    print(f"wrote {args.metrics}, {args.plots}/roc.csv, {args.plots}/robustness.csv ({champion})")
     return 0
 
 

@@ -6,45 +6,44 @@ one serves. The production pointer is one small JSON file, `$BENTOML_HOME/produc
 new one and never a half-written file. Labels on a stored model record the stage it had when it
 was saved; the pointer is what counts.
 
-The store is `$BENTOML_HOME` (default `~/bentoml`), read on every call: BentoML itself reads it once
-per process, so the functions here hand BentoML the store explicitly.
+The store is `$BENTOML_HOME`, else the project's own `data/bentoml` (components.common.runtime), read
+on every call: BentoML itself reads it once per process, so the functions here point BentoML at it.
 """
 from __future__ import annotations
 
 import datetime as dt
 import json
-import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 from components.common.files import atomic_write_json
+from components.common.runtime import bentoml_home, bentoml_model_store
+from models.jsonable import jsonable
 
 POINTER_DIR = "production"
 HISTORY_LIMIT = 50
+FULL_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*:[A-Za-z0-9_.-]+$")  # name:version, as BentoML writes tags
+
+
+class StoreError(RuntimeError):
+    """The model store or its production pointer is not usable as found; the message names the fix."""
 
 
 def store_home() -> Path:
-    """The model store's root: $BENTOML_HOME, else ~/bentoml (BentoML's default)."""
-    return Path(os.environ.get("BENTOML_HOME") or Path.home() / "bentoml").expanduser()
+    """The model store's root: $BENTOML_HOME, else <project>/data/bentoml (never ~/bentoml, which
+    every checkout on the machine would share)."""
+    return bentoml_home()
 
 
 def _model_store() -> Any:
-    """BentoML's store at the current $BENTOML_HOME; also made BentoML's default for this process,
-    so `bentoml.models.get` elsewhere in the process reads the same store."""
-    from bentoml._internal.configuration.containers import BentoMLContainer
-    from bentoml._internal.models import ModelStore
-
-    home = store_home()
-    (home / "models").mkdir(parents=True, exist_ok=True)
-    current = BentoMLContainer.model_store.get()
-    if Path(current._path).resolve() != (home / "models").resolve():
-        BentoMLContainer.bentoml_home.set(str(home))
-        BentoMLContainer.model_store.set(ModelStore(str(home / "models")))
-    return BentoMLContainer.model_store.get()
+    """BentoML's store at the current store_home(), also made BentoML's default for this process."""
+    return bentoml_model_store()
 
 
-def _pointer_path(name: str) -> Path:
+def pointer_path(name: str) -> Path:
+    """The production pointer file of the model `name`."""
     return store_home() / POINTER_DIR / f"{name}.json"
 
 
@@ -67,27 +66,46 @@ def save_to_store(checkpoint_dir: Path, name: str, labels: dict[str, str], metad
 
 
 def _metadata_safe(obj: Any) -> Any:
-    """BentoML metadata takes no None: drop None entries of mappings, write None list items as "n/a"."""
-    if isinstance(obj, dict):
-        return {str(k): _metadata_safe(v) for k, v in obj.items() if v is not None}
-    if isinstance(obj, (list, tuple)):
-        return ["n/a" if v is None else _metadata_safe(v) for v in obj]
-    return obj
+    """Metadata as BentoML takes it: plain JSON values (models.jsonable: NaN -> None, numpy -> Python,
+    tuples -> lists), then no None (BentoML refuses it): None entries of mappings are dropped, None
+    list items written "n/a"; anything else that is not a JSON value becomes its str()."""
+    def strip(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if v is not None}
+        if isinstance(value, list):
+            return ["n/a" if v is None else strip(v) for v in value]
+        return value if isinstance(value, (str, int, float, bool)) else str(value)
+
+    return strip(jsonable(obj))
 
 
 def _read_pointer(name: str) -> dict[str, Any]:
-    path = _pointer_path(name)
+    """The pointer of `name` ({} before the first promotion), checked: a hand-edited or truncated file
+    must stop every reader with the file and the fix named, not with a traceback deep in a step."""
+    path = pointer_path(name)
     if not path.exists():
         return {}
+    fix = (
+        f'fix it to {{"tag": "{name}:<version>"}} with a version `bentoml models list {name}` shows '
+        f"(BENTOML_HOME={store_home()}), or delete it to start with no production model"
+    )
     try:
-        return json.loads(path.read_text())
+        pointer = json.loads(path.read_text())
     except json.JSONDecodeError as e:
-        raise RuntimeError(f"production pointer {path} is not valid JSON ({e}); fix or delete it") from e
+        raise StoreError(f"production pointer {path} is not valid JSON ({e}); {fix}") from e
+    if not isinstance(pointer, dict):
+        raise StoreError(f"production pointer {path} holds {json.dumps(pointer)[:80]}, not a JSON object; {fix}")
+    tag = pointer.get("tag")
+    if not isinstance(tag, str) or not FULL_TAG.match(tag):
+        raise StoreError(f"production pointer {path} has tag {json.dumps(tag)[:80]}, not a string \"name:version\"; {fix}")
+    if tag.split(":", 1)[0] != name:
+        raise StoreError(f"production pointer {path} names {tag}, a version of another model than '{name}'; {fix}")
+    return pointer
 
 
 def production_tag(name: str) -> str | None:
     """The tag of the production model named `name`, or None before the first promotion."""
-    return _read_pointer(name).get("tag") or None
+    return _read_pointer(name).get("tag")
 
 
 def set_production(name: str, tag: str) -> None:
@@ -103,7 +121,7 @@ def set_production(name: str, tag: str) -> None:
     history = (pointer.get("history") or []) + [{"tag": str(stored.tag), "since": now}]
     atomic_write_json(
         {"tag": str(stored.tag), "previous": pointer.get("tag"), "since": now, "history": history[-HISTORY_LIMIT:]},
-        _pointer_path(name),
+        pointer_path(name),
     )
 
 
@@ -126,7 +144,25 @@ def champion_checkpoint(name: str) -> Path | None:
     try:
         return Path(model_info(tag)["path"])
     except NotFound as e:
-        raise RuntimeError(
-            f"production pointer {_pointer_path(name)} names {tag}, which is not in the store {store_home()}; "
+        raise StoreError(
+            f"production pointer {pointer_path(name)} names {tag}, which is not in the store {store_home()}; "
             "restore the model or point production at another version"
         ) from e
+
+
+def served_tag(tag_or_name: str) -> str:
+    """The model a user's tag names for serving. A full "name:version" is taken as given; a bare name
+    (or "name:latest") means that name's production model: BentoML would resolve it to the newest
+    version, which may be a refused candidate (promote keeps those as stage=candidate)."""
+    name, _, version = tag_or_name.strip().partition(":")
+    if version and version != "latest":
+        if not FULL_TAG.match(tag_or_name.strip()):
+            raise StoreError(f"model tag {tag_or_name!r} is not \"name:version\"; e.g. asymdiffrec:6ge4s2hl26v32ax4")
+        return tag_or_name.strip()
+    tag = production_tag(name)
+    if tag is None:
+        raise StoreError(
+            f"'{tag_or_name}' names no version and '{name}' has no production model in {store_home()} "
+            f"(no {pointer_path(name)}); promote a model first (make pipeline) or give a full tag {name}:<version>"
+        )
+    return tag

@@ -11,27 +11,37 @@ base model trained beside it. A passing candidate is saved to the BentoML store 
 and the production pointer moves to it; a refused one is saved as stage=candidate (`save_refused`)
 and production stays where it was. Either way the decision, with every check and the reasons, goes
 to the decision file. A refusal is a normal outcome: the command exits 0.
+
+Only weights that were evaluated ship: the evaluate step records the md5 of the candidate's weights it
+scored, and the gate refuses (saving nothing) when the weights about to be saved have another md5,
+e.g. the candidate was retrained after the evaluation.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import shutil
 import sys
-from dataclasses import asdict, dataclass, fields
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 from components.common.files import atomic_write_json
 from components.common.params import load_params, section
-
-METRICS = ("auc", "uauc", "logloss")
-HIGHER_IS_BETTER = {"auc": True, "uauc": True, "logloss": False}
+from components.common.runtime import use_bentoml_home
+from components.lifecycle import checkpoints
+from components.lifecycle import model_registry as registry
+from models.config import ParamsSection
+from models.metrics import HIGHER_IS_BETTER, METRICS
 
 
 @dataclass(frozen=True)
-class Thresholds:
+class Thresholds(ParamsSection):
     """The params.yaml `promote:` section."""
+
+    SECTION = "promote"
 
     metrics: tuple[str, ...] = ("auc",)  # gains are required on each (logloss: a drop counts as a gain)
     min_gain_over_champion: float = 0.0  # candidate minus champion, absolute, natural test split
@@ -40,25 +50,20 @@ class Thresholds:
     min_bucket_rows: int = 200  # ...that has at least this many test rows
     save_refused: bool = True  # keep a refused candidate in the store as stage=candidate
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> "Thresholds":
-        d = dict(d or {})
-        allowed = [f.name for f in fields(cls)]
-        unknown = sorted(set(d) - set(allowed))
-        if unknown:
-            raise ValueError(f"promote has unknown key(s) {unknown}; allowed: {allowed}")
-        if "metrics" in d:
-            metrics = [d["metrics"]] if isinstance(d["metrics"], str) else list(d["metrics"])
-            bad = [m for m in metrics if m not in METRICS] or ([] if metrics else ["(empty)"])
-            if bad:
-                raise ValueError(f"promote.metrics has {bad}; use a non-empty list of {list(METRICS)}")
-            d["metrics"] = tuple(metrics)
+    def validate(self) -> None:
+        if not isinstance(self.metrics, tuple) or not self.metrics:
+            raise ValueError(f"promote.metrics must be a non-empty list of {list(METRICS)}, got {self.metrics!r}")
+        bad = [m for m in self.metrics if m not in METRICS]
+        if bad:
+            raise ValueError(f"promote.metrics has {bad}; use a non-empty list of {list(METRICS)}")
         for name in ("min_gain_over_champion", "min_gain_over_base", "max_bucket_regression"):
-            if name in d and not isinstance(d[name], (int, float)):
-                raise ValueError(f"promote.{name} must be a number, got {d[name]!r}")
-        if int(d.get("min_bucket_rows", 1)) < 1:
-            raise ValueError("promote.min_bucket_rows must be >= 1")
-        return cls(**d)
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
+                raise ValueError(f"promote.{name} must be a number, got {value!r}")
+        if not isinstance(self.min_bucket_rows, int) or isinstance(self.min_bucket_rows, bool) or self.min_bucket_rows < 1:
+            raise ValueError(f"promote.min_bucket_rows must be an integer >= 1, got {self.min_bucket_rows!r}")
+        if not isinstance(self.save_refused, bool):
+            raise ValueError(f"promote.save_refused must be true or false, got {self.save_refused!r}")
 
 
 def _gain(metric: str, new: float | None, old: float | None) -> float | None:
@@ -121,11 +126,9 @@ def _labels(stage: str, evaluation: dict[str, Any], config: dict[str, Any], data
     return labels
 
 
-def _same_weights(a: Path, b: Path) -> bool:
-    from components.lifecycle.train import md5_file
-
-    wa, wb = a / "weights.pt", b / "weights.pt"
-    return wa.exists() and wb.exists() and md5_file(wa) == md5_file(wb)
+def _evaluated_weights(evaluation: dict[str, Any], model: str) -> str | None:
+    """The md5 of the weights the evaluate step scored for `model`, or None if it recorded none."""
+    return (evaluation.get("models", {}).get(model) or {}).get("weights_md5")
 
 
 def promote_step(
@@ -136,20 +139,38 @@ def promote_step(
     candidate must beat the base model by min_gain_over_base). A passing candidate is saved to the BentoML model store with
     labels (stage=production, metrics, params, dataset hash) and becomes the production model atomically; a failing one is
     saved as stage=candidate (when save_refused, else not saved) and the reason(s) are written to decision_path
-    (metrics/promotion.json: {"promoted": bool, "reasons": [...], "tag": ..., "champion": ..., "checks": {...}})."""
-    from components.lifecycle import model_registry as registry
-
+    (metrics/promotion.json: {"promoted": bool, "reasons": [...], "tag": ..., "champion": ..., "checks": {...}}).
+    The candidate is copied aside first and the copy is what is digested, gated and saved: weights whose md5 is not the one
+    the evaluation recorded are refused and not saved at all (their metrics would be someone else's)."""
     limits = Thresholds.from_dict(thresholds)
-    candidate_dir = Path(models_dir) / "asymdiffrec"
-    config_file = candidate_dir / "config.json"
-    if not config_file.exists():
-        raise FileNotFoundError(f"{config_file} not found; run the train step first (--models points at its output)")
-    config = json.loads(config_file.read_text())
+    source = checkpoints.candidate_dir(models_dir)
+    if not (source / "config.json").exists():
+        raise FileNotFoundError(f"{source / 'config.json'} not found; run the train step first (--models points at its output)")
+    with tempfile.TemporaryDirectory(prefix="promote-") as tmp:
+        staged = Path(tmp) / checkpoints.CANDIDATE
+        shutil.copytree(source, staged)  # what is digested below is exactly what would be saved
+        return _decide(staged, evaluation, limits, model_name, Path(decision_path), dataset_hash)
+
+
+def _decide(candidate: Path, evaluation: dict, limits: Thresholds, model_name: str, decision_path: Path, dataset_hash: str) -> dict:
+    """promote_step on a staged copy of the candidate."""
+    config = json.loads((candidate / "config.json").read_text())
     if not dataset_hash:
         dataset_hash = str(config.get("metrics", {}).get("dataset_hash", ""))
+    digest = checkpoints.weights_digest(candidate)
+    evaluated_digest = _evaluated_weights(evaluation, "candidate")
 
     champion = registry.production_tag(model_name)
     passed, reasons, checks = gate(evaluation, limits)
+    unevaluated = evaluated_digest != digest
+    if unevaluated:
+        passed = False
+        reasons.insert(0, (
+            f"the candidate's weights (md5 {digest}) are not the weights the evaluation scored "
+            f"(md5 {evaluated_digest or 'not recorded'}); re-run the evaluate step on this candidate"
+        ))
+    checks["evaluated_weights"] = {"candidate": digest, "evaluated": evaluated_digest, "passed": not unevaluated}
+
     evaluated = evaluation.get("models", {}).get("champion", {}).get("checkpoint")
     current = registry.champion_checkpoint(model_name)
     if (evaluated is None) != (current is None) or (current is not None and Path(evaluated).resolve() != current.resolve()):
@@ -158,30 +179,56 @@ def promote_step(
             f"the evaluation compared against champion {evaluated or 'none'} but production is now {champion or 'empty'}; "
             "re-run the evaluate step"
         )
+    elif current is not None and _evaluated_weights(evaluation, "champion") not in (None, checkpoints.weights_digest(current)):
+        passed = False
+        reasons.append(f"the production model {champion} has other weights than the champion the evaluation scored; re-run the evaluate step")
 
-    if current is not None and _same_weights(candidate_dir, current):
+    if current is not None and (current / checkpoints.WEIGHTS).exists() and checkpoints.weights_digest(current) == digest:
         passed = False
         reasons.append(f"the candidate has the same weights as the production model {champion}; nothing to promote")
 
     metadata = {
         "evaluation": {n: m["natural"] for n, m in evaluation["models"].items()},
         "params": {"model": config.get("model", {}), "train": config.get("train", {})},
-        "dataset_hash": dataset_hash, "champion": champion, "checks": checks,
+        "dataset_hash": dataset_hash, "champion": champion, "checks": checks, "weights_md5": digest,
     }
-    metadata = json.loads(json.dumps(metadata, default=str))  # plain JSON types, as BentoML metadata wants
     tag = None
     if passed:
-        tag = registry.save_to_store(candidate_dir, model_name, _labels("production", evaluation, config, dataset_hash), metadata)
+        tag = registry.save_to_store(candidate, model_name, _labels("production", evaluation, config, dataset_hash), metadata)
         registry.set_production(model_name, tag)
-    elif limits.save_refused:
-        tag = registry.save_to_store(candidate_dir, model_name, _labels("candidate", evaluation, config, dataset_hash), metadata)
+    elif limits.save_refused and not unevaluated:  # unevaluated weights: the metrics in the labels would not be theirs
+        tag = registry.save_to_store(candidate, model_name, _labels("candidate", evaluation, config, dataset_hash), metadata)
     decision = {
         "promoted": passed, "reasons": reasons, "tag": tag, "champion": champion,
         "production": registry.production_tag(model_name), "model_name": model_name, "dataset_hash": dataset_hash,
-        "saved": tag is not None, "thresholds": {**asdict(limits), "metrics": list(limits.metrics)}, "checks": checks,
+        "weights_md5": digest, "saved": tag is not None, "thresholds": limits.to_dict(), "checks": checks,
     }
-    atomic_write_json(decision, Path(decision_path))
+    atomic_write_json(decision, decision_path)
     return decision
+
+
+def run_promote(
+    models_dir: Path,
+    evaluation_path: Path,
+    thresholds: dict[str, Any] | None,
+    model_name: str,
+    decision_path: Path,
+    dataset_dir: Path | None = None,
+    bentoml_home: str = "",
+) -> dict:
+    """The promote step as the CLI and the KFP step both run it: the evaluate step's file, the `promote:`
+    section, the store `bentoml_home` ("": $BENTOML_HOME, else the project's data/bentoml); the model
+    records DVC's hash of `dataset_dir` (None: the hash the train step recorded in the checkpoint)."""
+    use_bentoml_home(bentoml_home)
+    evaluation_path = Path(evaluation_path)
+    if not evaluation_path.exists():
+        raise FileNotFoundError(f"{evaluation_path} not found; run the evaluate step first")
+    dataset = ""
+    if dataset_dir is not None:
+        from components.lifecycle.train import dataset_hash
+
+        dataset = dataset_hash(Path(dataset_dir))
+    return promote_step(Path(models_dir), json.loads(evaluation_path.read_text()), thresholds or {}, model_name, Path(decision_path), dataset)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -191,15 +238,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--decision", type=Path, default=Path("metrics/promotion.json"))
     parser.add_argument("--params", default="params.yaml", help="reads promote: and serving.model_name")
     args = parser.parse_args(argv)
-    params = load_params(args.params)
     try:
-        if not args.evaluation.exists():
-            raise FileNotFoundError(f"{args.evaluation} not found; run the evaluate step first")
-        decision = promote_step(
-            args.models, json.loads(args.evaluation.read_text()), section(params, "promote"),
-            section(params, "serving", "model_name"), args.decision,
+        params = load_params(args.params)
+        decision = run_promote(
+            args.models, args.evaluation, params.get("promote"), section(params, "serving", "model_name"), args.decision
         )
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, KeyError, ValueError, registry.StoreError) as e:
         print(f"promote: {e}", file=sys.stderr)
         return 2
     if decision["promoted"]:

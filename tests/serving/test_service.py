@@ -136,9 +136,41 @@ def test_health_readiness_and_metrics(server):
     assert "bentoml_service_request" in metrics
 
 
+def test_a_model_that_answers_nan_is_alive_but_never_ready(tmp_path, model_store, checkpoint, sqlite_yaml):
+    """Readiness is the model scoring a probe to a probability, not the process being up."""
+    import time
+
+    import bentoml
+    import torch
+
+    home, _ = model_store
+    broken = tmp_path / "broken"
+    shutil.copytree(checkpoint, broken)
+    weights = torch.load(broken / "weights.pt", weights_only=True)
+    torch.save({k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in weights.items()}, broken / "weights.pt")
+    os.environ["BENTOML_HOME"] = str(home)
+    try:
+        with bentoml.models.create("asymdiffrec", labels={"stage": "candidate"}) as ref:
+            for f in broken.iterdir():
+                shutil.copy(f, Path(ref.path) / f.name)
+    finally:
+        os.environ.pop("BENTOML_HOME", None)
+    with ServeProcess(tmp_path, home, str(ref.tag), sqlite_yaml, wait_for="/livez") as srv:
+        deadline = time.time() + 60
+        while "NOT READY" not in srv.log.read_text() and time.time() < deadline:
+            time.sleep(0.3)
+        assert "NOT READY" in srv.log.read_text()
+        assert requests.get(f"{srv.url}/livez", timeout=5).status_code == 200
+        assert requests.get(f"{srv.url}/readyz", timeout=5).status_code == 503
+
+
 def test_unreachable_online_store_answers_degraded(tmp_path, workspace, model_store):
     home, tag = model_store
     dead = _fs_yaml(workspace, tmp_path, {"type": "redis", "connection_string": "127.0.0.1:1,socket_connect_timeout=0.2"}, "dead")
+    # The registry materialization left is there (a file); only the Redis behind it is down.
+    registry = workspace.root / "data" / "feast"
+    (registry / "dead").mkdir(exist_ok=True)
+    shutil.copy(registry / "registry.db", registry / "dead" / "registry.db")
     srv = ServeProcess(tmp_path, home, tag, dead)
     try:
         user, items = _known_pairs(workspace, 3)
