@@ -34,14 +34,16 @@ def prepare(workdir: Path, n_events: int, seed: int = 7) -> None:
     from feature_repo.settings import REPO_DIR, FeatureRepoSettings
 
     params = load_params()
-    cfg = SyntheticConfig(n_events=n_events, n_users=max(n_events // 40, 500), n_items=max(n_events // 200, 200), days=60, seed=seed)
+    cfg = SyntheticConfig.from_dict(
+        params["ingest"]["synthetic"], n_events=n_events, n_users=max(n_events // 40, 500), n_items=max(n_events // 200, 200), days=60, seed=seed
+    )
     raw = generate(cfg)
     (workdir / "feature_repo").mkdir(parents=True, exist_ok=True)
     shutil.copy(REPO_DIR / "feature_store.yaml", workdir / "feature_repo" / "feature_store.yaml")
     write_feature_tables(build_feature_tables(raw, FeatureJobConfig.from_dict(params["feature_jobs"])), workdir / "data" / "features")
     settings = FeatureRepoSettings.from_params(params, features_dir=str(workdir / "data" / "features"))
     apply_definitions(open_store(workdir / "feature_repo"), settings)
-    labelled_events(raw.events, params["ingest"]["label_min_rating"]).to_parquet(workdir / "events.parquet", index=False)
+    labelled_events(raw.events, params["dataset"]["label_min_rating"]).to_parquet(workdir / "events.parquet", index=False)
     (workdir / "ttl_hours.json").write_text(json.dumps(settings.ttl_hours))
 
 

@@ -35,9 +35,6 @@ GPU_TOLERATIONS = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "No
 TRAIN_CPU_REQUEST = "4"
 TRAIN_MEMORY_REQUEST = "16G"
 
-_syn = P["ingest"]["synthetic"]
-_jobs = P["feature_jobs"]
-
 
 def uses_feature_store(task: dsl.PipelineTask) -> dsl.PipelineTask:
     """Feast settings of the cluster config (feature_store.cluster.yaml) from a ConfigMap and a Secret."""
@@ -59,65 +56,45 @@ def no_cache(task: dsl.PipelineTask) -> dsl.PipelineTask:
 
 @dsl.pipeline(name=PIPELINE_NAME, description="Feature jobs, Feast, Great Expectations gate, AsymDiffRec training, evaluation, promotion and packaging.")
 def asymdiffrec_pipeline(
-    # ingest
+    # Each params.yaml section travels as JSON (KFP dicts would turn integers into floats and cannot
+    # hold nulls); the scalars after a section override its most-changed keys.
+    ingest_config: str = json.dumps(P["ingest"]),
     source: str = P["ingest"]["source"],
-    n_events: int = _syn["n_events"],
-    n_users: int = _syn["n_users"],
-    n_items: int = _syn["n_items"],
-    days: int = _syn["days"],
-    start: str = str(_syn["start"]),
-    zipf_exponent: float = float(_syn["zipf_exponent"]),
-    synthetic_seed: int = _syn["seed"],
-    label_min_rating: float = float(P["ingest"]["label_min_rating"]),
-    # feature jobs
-    profile_sync_delay_hours: float = float(_jobs["profile_sync_delay_hours"]),
-    item_ingestion_delay_hours: float = float(_jobs["item_ingestion_delay_hours"]),
-    batch_lag_hours: float = float(_jobs["batch_lag_hours"]),
-    batch_failure_rate: float = float(_jobs["batch_failure_rate"]),
-    top_genres: int = _jobs["top_genres"],
-    feature_jobs_seed: int = _jobs["seed"],
-    # feature store and dataset
+    n_events: int = P["ingest"]["synthetic"]["n_events"],
+    feature_jobs_config: str = json.dumps(P["feature_jobs"]),
     feast_config: str = P["feature_store"]["config"],
     ttl_hours: dict = P["feature_store"]["ttl_hours"],
-    split: dict = P["dataset"]["split"],
-    validation: str = json.dumps(P["validate"]),  # JSON: its open range ends are nulls, which KFP dicts cannot hold
-    # model and training (sections as JSON: KFP dicts turn integers into floats)
+    dataset_config: str = json.dumps(P["dataset"]),
+    validation: str = json.dumps(P["validate"]),
     model_config: str = json.dumps(P["model"]),
     train_config: str = json.dumps(P["train"]),
     embed_dim: int = P["model"]["embed_dim"],
     epochs: int = P["train"]["epochs"],
     seed: int = P["train"]["seed"],
-    # where training runs
+    evaluation_config: str = json.dumps(P["evaluate"]),
+    promotion_thresholds: str = json.dumps(P["promote"]),
+    model_name: str = P["serving"]["model_name"],
+    # where training runs and where models live: the cluster's, not params.yaml's
     gpu_count: int = 1,
     gpu_node_selector: dict = GPU_NODE_SELECTOR,
     gpu_tolerations: list = GPU_TOLERATIONS,
-    # promotion and serving
-    promotion_thresholds: str = json.dumps(P["promote"]),
-    model_name: str = P["serving"]["model_name"],
     bentoml_home: str = "",
     model_store_pvc: str = "asymdiffrec-model-store",
 ):
-    raw = c.ingest_op(
-        source=source, n_events=n_events, n_users=n_users, n_items=n_items, days=days, start=start,
-        zipf_exponent=zipf_exponent, synthetic_seed=synthetic_seed,
-    ).set_display_name("ingest")
-    features = c.feature_jobs_op(
-        raw=raw.outputs["raw"], profile_sync_delay_hours=profile_sync_delay_hours,
-        item_ingestion_delay_hours=item_ingestion_delay_hours, batch_lag_hours=batch_lag_hours,
-        batch_failure_rate=batch_failure_rate, top_genres=top_genres, feature_jobs_seed=feature_jobs_seed,
-    ).set_display_name("feature jobs")
+    raw = c.ingest_op(ingest_config=ingest_config, source=source, n_events=n_events).set_display_name("ingest")
+    features = c.feature_jobs_op(raw=raw.outputs["raw"], feature_jobs_config=feature_jobs_config).set_display_name("feature jobs")
     apply = c.feast_apply_op(features=features.outputs["features"], ttl_hours=ttl_hours, feast_config=feast_config)
     uses_feature_store(no_cache(apply.set_display_name("feast apply")))  # may write a shared registry
-    online = c.materialize_op(
-        features=features.outputs["features"], registry=apply.outputs["registry"], feast_config=feast_config,
-    )
+    online = c.materialize_op(features=features.outputs["features"], registry=apply.outputs["registry"], feast_config=feast_config)
     uses_feature_store(no_cache(online.set_display_name("materialize")))  # writes the online store
     dataset = c.dataset_op(
-        raw=raw.outputs["raw"], registry=apply.outputs["registry"], label_min_rating=label_min_rating, split=split,
-        feast_config=feast_config,
+        raw=raw.outputs["raw"], registry=apply.outputs["registry"], dataset_config=dataset_config, feast_config=feast_config,
     )
     uses_feature_store(dataset.set_display_name("point-in-time dataset"))
-    validated = c.validate_op(dataset=dataset.outputs["dataset"], validation=validation).set_display_name("validate")
+    validated = c.validate_op(
+        dataset=dataset.outputs["dataset"], registry=apply.outputs["registry"], validation=validation, feast_config=feast_config,
+    )
+    uses_feature_store(validated.set_display_name("validate"))  # reads the contract from the registry
 
     train = c.train_op(
         dataset=validated.outputs["validated"], model_config=model_config, train_config=train_config,
@@ -130,6 +107,7 @@ def asymdiffrec_pipeline(
 
     evaluate = c.evaluate_op(
         dataset=validated.outputs["validated"], model=train.outputs["model"], model_name=model_name, bentoml_home=bentoml_home,
+        evaluation_config=evaluation_config,
     )
     uses_model_store(no_cache(evaluate.set_display_name("evaluate")), model_store_pvc)  # reads the current champion
     promote = c.promote_op(

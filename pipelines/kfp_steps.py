@@ -15,54 +15,31 @@ component = dsl.component(base_image=PROJECT_IMAGE, install_kfp_package=False)
 
 
 @component
-def ingest_op(
-    source: str,
-    n_events: int,
-    n_users: int,
-    n_items: int,
-    days: int,
-    start: str,
-    zipf_exponent: float,
-    synthetic_seed: int,
-    raw: Output[Dataset],
-):
-    """Raw tables (events, users, items) from MovieLens-100K or the synthetic generator."""
+def ingest_op(ingest_config: str, source: str, n_events: int, raw: Output[Dataset]):
+    """Raw tables (events, users, items) from MovieLens-100K or the synthetic generator.
+    `ingest_config` is the params.yaml `ingest:` section as JSON; `source` and `n_events` override it."""
+    import json
     from pathlib import Path
 
+    from components.common.params import with_overrides
     from components.data.ingest import ingest_step
 
-    synthetic = dict(
-        n_events=n_events, n_users=n_users, n_items=n_items, days=days, start=start, zipf_exponent=zipf_exponent, seed=synthetic_seed
-    )
-    for table, rows in ingest_step(source, synthetic, Path(raw.path)).items():
+    config = json.loads(ingest_config)
+    config = with_overrides(config, source=source, synthetic=with_overrides(config["synthetic"], n_events=n_events))
+    for table, rows in ingest_step(config, Path(raw.path)).items():
         raw.metadata[f"{table}_rows"] = rows
 
 
 @component
-def feature_jobs_op(
-    raw: Input[Dataset],
-    profile_sync_delay_hours: float,
-    item_ingestion_delay_hours: float,
-    batch_lag_hours: float,
-    batch_failure_rate: float,
-    top_genres: int,
-    feature_jobs_seed: int,
-    features: Output[Dataset],
-):
-    """The batch feature jobs: each table stamped with the time its values became available."""
+def feature_jobs_op(raw: Input[Dataset], feature_jobs_config: str, features: Output[Dataset]):
+    """The batch feature jobs: each table stamped with the time its values became available.
+    `feature_jobs_config` is the params.yaml `feature_jobs:` section as JSON."""
+    import json
     from pathlib import Path
 
     from components.data.feature_jobs import feature_jobs_step
 
-    config = dict(
-        profile_sync_delay_hours=profile_sync_delay_hours,
-        item_ingestion_delay_hours=item_ingestion_delay_hours,
-        batch_lag_hours=batch_lag_hours,
-        batch_failure_rate=batch_failure_rate,
-        top_genres=top_genres,
-        seed=feature_jobs_seed,
-    )
-    for table, rows in feature_jobs_step(Path(raw.path), Path(features.path), config).items():
+    for table, rows in feature_jobs_step(Path(raw.path), Path(features.path), json.loads(feature_jobs_config)).items():
         features.metadata[f"{table}_rows"] = rows
 
 
@@ -92,20 +69,21 @@ def materialize_op(features: Input[Dataset], registry: Input[Artifact], feast_co
 def dataset_op(
     raw: Input[Dataset],
     registry: Input[Artifact],
-    label_min_rating: float,
-    split: dict,
+    dataset_config: str,
     feast_config: str,
     dataset: Output[Dataset],
     reports: Output[Artifact],
     missingness: Output[Metrics],
 ):
-    """Point-in-time join through the feature service, split by time, with missing-rate reports."""
+    """Point-in-time join through the feature service, split by time, with missing-rate reports.
+    `dataset_config` is the params.yaml `dataset:` section as JSON; views and TTLs come from the registry."""
+    import json
     from pathlib import Path
 
     from components.data.dataset import dataset_step
 
     report = dataset_step(
-        Path(raw.path), Path(registry.path), Path(dataset.path), Path(reports.path), label_min_rating, split, feast_config,
+        Path(raw.path), Path(registry.path), Path(dataset.path), Path(reports.path), json.loads(dataset_config), feast_config,
     )
     for split_name, info in report.items():
         missingness.log_metric(f"{split_name}_rows", info["rows"])
@@ -114,16 +92,26 @@ def dataset_op(
 
 
 @component
-def validate_op(dataset: Input[Dataset], validation: str, validated: Output[Dataset], report: Output[Artifact]):
+def validate_op(
+    dataset: Input[Dataset],
+    registry: Input[Artifact],
+    validation: str,
+    feast_config: str,
+    validated: Output[Dataset],
+    report: Output[Artifact],
+):
     """The Great Expectations gate: a failing dataset fails the run, naming each broken expectation.
-    `validation` is the params.yaml `validate:` section as JSON."""
+    The expected contract is the feature service in the apply step's `registry` (never the dataset's
+    own schema.json); `validation` is the params.yaml `validate:` section as JSON."""
     import json
     from pathlib import Path
 
-    from components.data.validate import ValidationConfig, run_gate
+    from components.data.validate import validate_step
 
-    report_path = Path(report.path) / "validation.json"
-    outcome = run_gate(Path(dataset.path), Path(validated.path), report_path, ValidationConfig.from_dict(json.loads(validation)))
+    outcome = validate_step(
+        Path(dataset.path), Path(registry.path), Path(validated.path), Path(report.path) / "validation.json",
+        json.loads(validation), feast_config,
+    )
     validated.metadata.update({f"{split}_rows": rows for split, rows in outcome.rows.items()})
 
 
@@ -164,25 +152,24 @@ def evaluate_op(
     model: Input[Model],
     model_name: str,
     bentoml_home: str,
+    evaluation_config: str,
     evaluation: Output[Artifact],
     plots: Output[Artifact],
     metrics: Output[Metrics],
     roc: Output[ClassificationMetrics],
     report: Output[Markdown],
 ):
-    """Score the candidate, its base model and the current champion on the same test split."""
+    """Score the candidate, its base model and the current champion on the same test split.
+    `evaluation_config` is the params.yaml `evaluate:` section (rates, seed) as JSON, read as the CLI reads it."""
+    import json
     from pathlib import Path
 
-    from components.common.runtime import use_bentoml_home
+    from components.lifecycle.evaluate import run_evaluate
 
-    use_bentoml_home(bentoml_home)
-    from components.lifecycle.evaluate import evaluate_step, kfp_summary
-    from components.lifecycle.model_registry import champion_checkpoint
-
-    result = evaluate_step(
-        Path(dataset.path), Path(model.path), champion_checkpoint(model_name), Path(evaluation.path), Path(plots.path)
-    )
-    summary = kfp_summary(result)
+    summary = run_evaluate(
+        Path(dataset.path), Path(model.path), Path(evaluation.path), Path(plots.path), json.loads(evaluation_config),
+        model_name, bentoml_home=bentoml_home,
+    )["summary"]
     for name, value in summary["metrics"].items():
         metrics.log_metric(name, value)
     roc.log_roc_curve(summary["roc"]["fpr"], summary["roc"]["tpr"], summary["roc"]["thresholds"])
@@ -205,15 +192,11 @@ def promote_op(
     import json
     from pathlib import Path
 
-    from components.common.runtime import use_bentoml_home
+    from components.lifecycle.promote import run_promote
 
-    use_bentoml_home(bentoml_home)
-    from components.lifecycle.promote import promote_step
-    from components.lifecycle.train import dataset_hash
-
-    outcome = promote_step(
-        Path(model.path), json.loads(Path(evaluation.path).read_text()), json.loads(thresholds), model_name,
-        Path(decision.path), dataset_hash(Path(dataset.path)),
+    outcome = run_promote(
+        Path(model.path), Path(evaluation.path), json.loads(thresholds), model_name, Path(decision.path),
+        Path(dataset.path), bentoml_home,
     )
     decision.metadata.update({"promoted": bool(outcome["promoted"]), "tag": str(outcome.get("tag") or "")})
     return bool(outcome["promoted"])
@@ -224,9 +207,7 @@ def package_op(model_name: str, bentoml_home: str, bento: Output[Artifact]):
     """Build the Bento of the serving service around the production model."""
     from pathlib import Path
 
-    from components.common.runtime import use_bentoml_home
-
-    use_bentoml_home(bentoml_home)
     from components.lifecycle.package import package_step
 
-    bento.metadata.update({k: v for k, v in package_step(model_name, Path(bento.path)).items() if isinstance(v, (str, int, float, bool))})
+    result = package_step(model_name, Path(bento.path), bentoml_home=bentoml_home)
+    bento.metadata.update({k: v for k, v in result.items() if isinstance(v, (str, int, float, bool))})

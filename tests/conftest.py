@@ -55,7 +55,7 @@ def make_workspace(root: Path, raw: RawTables, params: dict) -> Workspace:
     settings = FeatureRepoSettings.from_params(params, features_dir=str(root / "data" / "features"))
     store = open_store(root / "feature_repo")
     definitions = apply_definitions(store, settings)
-    splits, schema = build_dataset(store, raw, params["ingest"]["label_min_rating"], params["dataset"]["split"])
+    splits, schema = build_dataset(store, raw, params["dataset"]["label_min_rating"], params["dataset"]["split"])
     write_dataset(splits, schema, root / "data" / "datasets")
     return Workspace(root, params, raw, tables, definitions, splits, schema, settings)
 

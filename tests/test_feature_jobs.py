@@ -26,18 +26,22 @@ def test_trailing_windows_count_only_events_before_the_cutoff(movielens, workspa
         assert row.item_mean_rating_30d == pytest.approx(last30.rating.mean())
 
 
-def test_failed_runs_are_seeded_and_near_the_configured_rate(movielens):
+def jobs(project_params, **overrides) -> FeatureJobConfig:
+    return FeatureJobConfig.from_dict(project_params["feature_jobs"], **overrides)
+
+
+def test_failed_runs_are_seeded_and_near_the_configured_rate(movielens, project_params):
     cutoffs = run_days(movielens.events)
-    cfg = FeatureJobConfig(batch_failure_rate=0.3, seed=5)
+    cfg = jobs(project_params, batch_failure_rate=0.3, seed=5)
     first = failed_runs(cutoffs, "user_activity", cfg)
     assert np.array_equal(first, failed_runs(cutoffs, "user_activity", cfg))
     assert not np.array_equal(first, failed_runs(cutoffs, "item_stats", cfg)), "each job fails on its own days"
     assert 0.15 < first.mean() < 0.45
-    assert not failed_runs(cutoffs, "user_activity", FeatureJobConfig(batch_failure_rate=0.0)).any()
+    assert not failed_runs(cutoffs, "user_activity", jobs(project_params, batch_failure_rate=0.0)).any()
 
 
-def test_a_failed_run_leaves_no_rows_for_its_day(movielens):
-    cfg = FeatureJobConfig(batch_failure_rate=0.3, seed=5)
+def test_a_failed_run_leaves_no_rows_for_its_day(movielens, project_params):
+    cfg = jobs(project_params, batch_failure_rate=0.3, seed=5)
     cutoffs = run_days(movielens.events)
     failed = set(cutoffs[failed_runs(cutoffs, "user_activity", cfg)])
     landed = build_feature_tables(movielens, cfg)["user_activity"]["user_activity_ts"] - int(cfg.batch_lag_hours * 3600)
@@ -88,10 +92,11 @@ def test_raw_tables_reject_events_of_unknown_items(movielens):
         broken.check()
 
 
-def test_synthetic_source_follows_the_schema_and_its_knobs():
+def test_synthetic_source_follows_the_schema_and_its_knobs(project_params):
     from components.data.synthetic_log import SyntheticConfig, generate
 
-    cfg = SyntheticConfig(n_events=30_000, n_users=600, n_items=400, days=20, seed=3)
+    defaults = project_params["ingest"]["synthetic"]
+    cfg = SyntheticConfig.from_dict(defaults, n_events=30_000, n_users=600, n_items=400, days=20, seed=3)
     raw = generate(cfg)
     assert len(raw.events) == 30_000 and len(raw.users) == 600 and len(raw.items) == 400
     assert raw.events["timestamp"].is_monotonic_increasing
@@ -102,4 +107,8 @@ def test_synthetic_source_follows_the_schema_and_its_knobs():
     assert popularity.iloc[: len(popularity) // 100 + 1].sum() > 0.05 * len(raw.events), "Zipf: a head of items dominates"
     assert generate(cfg).events.equals(raw.events), "deterministic by seed"
     with pytest.raises(ValueError, match="n_events"):
-        SyntheticConfig.from_dict({"n_events": 0})
+        SyntheticConfig.from_dict(defaults, n_events=0)
+    with pytest.raises(ValueError, match="ingest.synthetic has unknown key"):
+        SyntheticConfig.from_dict(defaults, n_event=10)
+    with pytest.raises(ValueError, match=r"ingest.synthetic lacks key\(s\) \['days'\]"):
+        SyntheticConfig.from_dict({k: v for k, v in defaults.items() if k != "days"})

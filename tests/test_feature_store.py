@@ -108,7 +108,7 @@ def test_feast_join_equals_a_hand_written_duckdb_asof_join(workspace, tmp_path):
     from components.data.dataset import labelled_events
 
     events = tmp_path / "events.parquet"
-    labelled_events(workspace.raw.events, workspace.params["ingest"]["label_min_rating"]).to_parquet(events, index=False)
+    labelled_events(workspace.raw.events, workspace.params["dataset"]["label_min_rating"]).to_parquet(events, index=False)
     oracle = asof_join(workspace.root / "data" / "features", events, workspace.settings.ttl_hours).set_index("event_id").sort_index()
     ours = workspace.dataset.set_index("event_id").sort_index()
     assert len(oracle) == len(ours)

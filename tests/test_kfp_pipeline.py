@@ -72,33 +72,65 @@ def test_compiled_promote_and_package_run_only_on_the_gate(compiled):
     assert root["train-op"]["cachingOptions"]["enableCache"] is True
 
 
+# Every pipeline parameter and where its default comes from: a params.yaml section (as JSON), one
+# params.yaml key, or the cluster (not a params.yaml knob).
+SECTIONS = {
+    "ingest_config": "ingest", "feature_jobs_config": "feature_jobs", "dataset_config": "dataset", "validation": "validate",
+    "model_config": "model", "train_config": "train", "evaluation_config": "evaluate", "promotion_thresholds": "promote",
+}
+KEYS = {
+    "source": "ingest.source", "n_events": "ingest.synthetic.n_events", "feast_config": "feature_store.config",
+    "ttl_hours": "feature_store.ttl_hours", "embed_dim": "model.embed_dim", "epochs": "train.epochs", "seed": "train.seed",
+    "model_name": "serving.model_name",
+}
+CLUSTER = {
+    "gpu_count": 1, "gpu_node_selector": {"asymdiffrec.io/pool": "gpu"},
+    "gpu_tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+    "bentoml_home": "", "model_store_pvc": "asymdiffrec-model-store",
+}
+
+
+def _dotted(params: dict, key: str):
+    for part in key.split("."):
+        params = params[part]
+    return params
+
+
 def test_every_pipeline_parameter_defaults_to_params_yaml(compiled):
     spec, _ = compiled
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     defaults = {k: v.get("defaultValue") for k, v in spec["root"]["inputDefinitions"]["parameters"].items()}
-    assert defaults["n_events"] == params["ingest"]["synthetic"]["n_events"]
-    assert defaults["batch_failure_rate"] == params["feature_jobs"]["batch_failure_rate"]
-    assert defaults["ttl_hours"] == params["feature_store"]["ttl_hours"]
-    assert defaults["epochs"] == params["train"]["epochs"]
-    assert json.loads(defaults["validation"]) == params["validate"]
-    assert defaults["feast_config"] == "feature_store.yaml"
+    assert set(defaults) == set(SECTIONS) | set(KEYS) | set(CLUSTER), "a pipeline parameter without a known default"
+    for name, section in SECTIONS.items():
+        assert json.loads(defaults[name]) == params[section], name
+    for name, key in KEYS.items():
+        assert defaults[name] == _dotted(params, key), name
+    for name, value in CLUSTER.items():
+        assert defaults[name] == value, name
+    sections = {k for k in params if isinstance(params[k], dict)} - {"quality"}  # quality: a DVC-only report
+    covered = set(SECTIONS.values()) | {k.split(".")[0] for k in KEYS.values()}
+    assert sections <= covered, f"params.yaml sections the pipeline cannot set: {sections - covered}"
 
 
 def test_whole_pipeline_runs_locally_and_promotes_a_model(tmp_path, monkeypatch):
-    """The compiled graph, every step in a subprocess of this environment, on 15k synthetic events."""
+    """The compiled graph, every step in a subprocess of this environment, on 15k synthetic events;
+    then the evaluate step run as DVC runs it, on the same inputs, gives the same metrics."""
+    import bentoml
     from kfp import local
 
     from pipelines.asymdiffrec_pipeline import asymdiffrec_pipeline
 
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    ingest = params["ingest"]
+    ingest["synthetic"].update(n_users=600, n_items=300, days=30)
     home = tmp_path / "bentoml"
     monkeypatch.setenv("BENTOML_HOME", str(home))  # the subprocesses inherit it; also the run parameter below
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
     asymdiffrec_pipeline(
-        source="synthetic", n_events=15_000, n_users=600, n_items=300, days=30,
-        epochs=1, seed=0, bentoml_home=str(home),
+        ingest_config=json.dumps(ingest), source="synthetic", n_events=15_000, epochs=1, seed=0, bentoml_home=str(home),
         # One epoch on 15k events proves the wiring, not the model: let any candidate through the gate
         # (the gate's own tests hold it to its real thresholds).
-        promotion_thresholds=json.dumps({"min_gain_over_base": -1.0}),
+        promotion_thresholds=json.dumps({**params["promote"], "min_gain_over_base": -1.0}),
     )
 
     from components.lifecycle.model_registry import production_tag
@@ -106,10 +138,38 @@ def test_whole_pipeline_runs_locally_and_promotes_a_model(tmp_path, monkeypatch)
     tag = production_tag("asymdiffrec")
     assert tag, "no production model in the BentoML store after the pipeline"
     run = next((tmp_path / "root").iterdir())
+    validated = json.loads((run / "validate-op" / "executor_output.json").read_text())["artifacts"]["validated"]["artifacts"][0]
+    assert sum(validated["metadata"][f"{s}_rows"] for s in ("train", "validation", "test")) == 15_000
     decision = json.loads((run / "promote-op" / "decision").read_text())
     assert decision["promoted"] is True and decision["production"] == tag
     evaluation = json.loads((run / "evaluate-op" / "evaluation").read_text())
-    assert "auc" in json.dumps(evaluation)
+    assert set(evaluation["models"]) == {"candidate", "base"}  # no champion before the first promotion
+    assert evaluation["rates"] == params["evaluate"]["rates"]  # the evaluate section reached the KFP step
+    for model in evaluation["models"].values():
+        assert 0.0 < model["natural"]["auc"] < 1.0 and model["weights_md5"]
     logged = json.loads((run / "evaluate-op" / "executor_output.json").read_text())["artifacts"]["metrics"]
-    assert any("auc" in name for name in logged["artifacts"][0]["metadata"])
-    assert (run / "package-op").exists()
+    assert 0.0 < logged["artifacts"][0]["metadata"]["candidate_auc"] < 1.0
+    package = json.loads((run / "package-op" / "executor_output.json").read_text())["artifacts"]["bento"]["artifacts"][0]
+    bento = bentoml.bentos.get(package["metadata"]["bento"], _bento_store=_bento_store(home))
+    assert {m.tag for m in bento.info.all_models} == {bentoml.models.get(tag).tag}, "the Bento serves the promoted model"
+
+    # The same step through its CLI (DVC's command) on the KFP run's artefacts: the same numbers.
+    out = tmp_path / "cli"
+    subprocess.run(
+        [sys.executable, "-m", "components.lifecycle.evaluate", "--data", str(run / "validate-op" / "validated"),
+         "--models", str(run / "train-op" / "model"), "--metrics", str(out / "evaluate.json"), "--plots", str(out / "plots"),
+         "--params", str(ROOT / "params.yaml"), "--no-champion"],
+        cwd=ROOT, check=True, capture_output=True,
+    )
+    cli = json.loads((out / "evaluate.json").read_text())
+    assert _without_paths(cli) == _without_paths(evaluation)
+
+
+def _without_paths(evaluation: dict) -> dict:
+    return {**evaluation, "models": {n: {k: v for k, v in m.items() if k != "checkpoint"} for n, m in evaluation["models"].items()}}
+
+
+def _bento_store(home: Path):
+    from bentoml._internal.bento import BentoStore
+
+    return BentoStore(str(home / "bentos"))

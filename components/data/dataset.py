@@ -6,6 +6,7 @@ its missing mask per feature (`missing__<feature>`) and per view (`missing_view_
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from components.data.missingness import missingness_report, missing_rate_over_ti
 from components.common.params import load_params, section
 from components.data.raw import RawTables
 from feature_repo.definitions import REQUEST_TIME_FIELD
+from models.config import ParamsSection
 
 
 def labelled_events(events: pd.DataFrame, label_min_rating: float) -> pd.DataFrame:
@@ -84,21 +86,25 @@ def write_dataset(splits: dict[str, pd.DataFrame], schema: DatasetSchema, out_di
     replace_dir(staged, out_dir)
 
 
+@dataclass(frozen=True)
+class DatasetConfig(ParamsSection):
+    """The params.yaml `dataset:` section."""
+
+    SECTION = "dataset"
+    label_min_rating: float  # label = rating >= this
+    split: dict  # train / validation / test fractions, by event time
+
+
 def dataset_step(
-    raw_dir: Path,
-    registry_dir: Path | None,
-    out_dir: Path,
-    reports_dir: Path,
-    label_min_rating: float,
-    fractions: dict[str, float],
-    fs_yaml: str | None = None,
+    raw_dir: Path, registry_dir: Path | None, out_dir: Path, reports_dir: Path, config: dict, fs_yaml: str | None = None
 ) -> dict:
     """The dataset stage: join, split, write the dataset and the missingness report and plot.
     `registry_dir`: where a pipeline run's apply step left its registry (None: the config's own);
-    the views, their sources and TTLs are read from it. Returns the missingness report (rows and
-    missing rate per split and view)."""
+    the views, their sources and TTLs are read from it. `config` is the `dataset:` section. Returns
+    the missingness report (rows and missing rate per split and view)."""
+    cfg = DatasetConfig.from_dict(config)
     splits, schema = build_dataset(
-        open_store(fs_yaml=fs_yaml, work_dir=registry_dir), RawTables.read(raw_dir), label_min_rating, fractions
+        open_store(fs_yaml=fs_yaml, work_dir=registry_dir), RawTables.read(raw_dir), cfg.label_min_rating, cfg.split
     )
     write_dataset(splits, schema, out_dir)
     report = missingness_report(splits, list(schema.views))
@@ -116,8 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     params = load_params(args.params)
     report = dataset_step(
-        args.raw, None, args.out, args.reports, section(params, "ingest", "label_min_rating"),
-        section(params, "dataset", "split"), pipeline_feast_config(params),
+        args.raw, None, args.out, args.reports, section(params, "dataset"), pipeline_feast_config(params),
     )
     for name, info in report.items():
         rates = ", ".join(f"{v} {r:.3f}" for v, r in info["missing_rate"].items())

@@ -25,6 +25,7 @@ import pandas as pd
 from components.common.files import atomic_write_parquet
 from components.common.params import load_params, section
 from components.data.raw import RawTables
+from models.config import ParamsSection
 
 DAY = 86_400
 SHORT_WINDOW_DAYS = 7  # part of the feature names (user_events_7d): schema, not a knob
@@ -34,25 +35,22 @@ FEATURE_TABLES = ("user_profile", "user_activity", "item_metadata", "item_stats"
 
 
 @dataclass(frozen=True)
-class FeatureJobConfig:
-    profile_sync_delay_hours: float = 1.0
-    item_ingestion_delay_hours: float = 12.0
-    batch_lag_hours: float = 6.0
-    batch_failure_rate: float = 0.15
-    top_genres: int = 3
-    seed: int = 42
+class FeatureJobConfig(ParamsSection):
+    """The params.yaml `feature_jobs:` section (its values live there only)."""
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "FeatureJobConfig":
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"feature_jobs has unknown key(s) {sorted(unknown)}; allowed: {sorted(cls.__dataclass_fields__)}")
-        cfg = cls(**d)
-        if not 0.0 <= cfg.batch_failure_rate < 1.0:
-            raise ValueError(f"feature_jobs.batch_failure_rate must be in [0, 1), got {cfg.batch_failure_rate}")
-        if min(cfg.profile_sync_delay_hours, cfg.item_ingestion_delay_hours, cfg.batch_lag_hours) < 0:
+    SECTION = "feature_jobs"
+    profile_sync_delay_hours: float  # mean (exponential) delay before a new user's profile lands
+    item_ingestion_delay_hours: float  # mean (exponential) delay before a new item's metadata lands
+    batch_lag_hours: float  # the daily aggregate jobs land this long after midnight
+    batch_failure_rate: float  # seeded share of daily runs that fail
+    top_genres: int
+    seed: int
+
+    def validate(self) -> None:
+        if not 0.0 <= self.batch_failure_rate < 1.0:
+            raise ValueError(f"feature_jobs.batch_failure_rate must be in [0, 1), got {self.batch_failure_rate}")
+        if min(self.profile_sync_delay_hours, self.item_ingestion_delay_hours, self.batch_lag_hours) < 0:
             raise ValueError("feature_jobs delays and lags must be >= 0 hours")
-        return cfg
 
 
 def to_utc(seconds: np.ndarray | pd.Series) -> pd.DatetimeIndex:

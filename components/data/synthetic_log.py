@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from components.data.raw import RawTables
+from models.config import ParamsSection
 
 GENRES = [
     "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama",
@@ -26,25 +27,22 @@ OCCUPATIONS = [
 
 
 @dataclass(frozen=True)
-class SyntheticConfig:
-    n_events: int = 200_000
-    n_users: int = 5_000
-    n_items: int = 2_000
-    days: int = 60
-    start: str = "2024-01-01"
-    zipf_exponent: float = 1.1
-    seed: int = 7
+class SyntheticConfig(ParamsSection):
+    """The params.yaml `ingest.synthetic:` section (its values live there only)."""
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "SyntheticConfig":
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"ingest.synthetic has unknown key(s) {sorted(unknown)}; allowed: {sorted(cls.__dataclass_fields__)}")
-        cfg = cls(**d)
+    SECTION = "ingest.synthetic"
+    n_events: int
+    n_users: int
+    n_items: int
+    days: int
+    start: str
+    zipf_exponent: float
+    seed: int
+
+    def validate(self) -> None:
         for name in ("n_events", "n_users", "n_items", "days"):
-            if getattr(cfg, name) <= 0:
-                raise ValueError(f"ingest.synthetic.{name} must be positive, got {getattr(cfg, name)}")
-        return cfg
+            if getattr(self, name) <= 0:
+                raise ValueError(f"ingest.synthetic.{name} must be positive, got {getattr(self, name)}")
 
 
 def generate(cfg: SyntheticConfig) -> RawTables:
