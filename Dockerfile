@@ -23,7 +23,7 @@ RUN TORCH=$(grep -E '^torch==' constraints.txt) && pip install --index-url "$TOR
 COPY . .
 RUN pip install -c constraints.txt -e ".[cluster]" \
  && pip install -c constraints.txt --no-deps recbole \
- && python -c "import components, pipelines, serving, models, feature_repo.definitions"
+ && python -c "import common, components, pipelines, serving, models, feature_repo.definitions"
 
 # The BentoML model store: a PersistentVolumeClaim is mounted here on the cluster.
 RUN mkdir -p /bentoml

@@ -29,7 +29,7 @@ def prepare(workdir: Path, n_events: int, seed: int = 7) -> None:
     from components.data.dataset import labelled_events
     from components.data.feature_jobs import FeatureJobConfig, build_feature_tables, write_feature_tables
     from components.data.feature_store import apply_definitions, open_store
-    from components.common.params import load_params
+    from common.params import load_params
     from components.data.synthetic_log import SyntheticConfig, generate
     from feature_repo.settings import REPO_DIR, FeatureRepoSettings
 

@@ -65,7 +65,7 @@ def show(row: pd.Series) -> str:
 
 def walk(workdir: Path) -> dict[str, bool]:
     """Run the walkthrough in `workdir`; returns what each step showed (the test reads it)."""
-    from components.common.params import load_params
+    from common.params import load_params
     from components.data.contract import schema_from_store
     from components.data.feature_jobs import FeatureJobConfig, build_feature_tables, write_feature_tables
     from components.data.feature_store import apply_step, feature_time_range, materialize, open_store, prepare_online_store

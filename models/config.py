@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
-T = TypeVar("T", bound="ParamsSection")
+from common.params import ParamsSection
+
 
 # Named variants: the model class they build and the knobs they pin (ablations win over the dict).
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -16,43 +17,6 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "asymdiffrec_no_aux": ("asymdiffrec", {"lambda_aux": 0.0}),
     "asymdiffrec_no_rec": ("asymdiffrec", {"lambda_rec": 0.0}),
 }
-
-
-class ParamsSection:
-    """A dataclass read from one section of params.yaml: the project's one loader of knobs.
-
-    `from_dict` rejects unknown keys (naming the section and the allowed keys), casts YAML lists to
-    tuples where the field is one, and calls the class's `validate()`. A subclass names its section
-    in `SECTION` (e.g. "promote") so messages point at the dotted key to fix."""
-
-    SECTION = ""
-
-    @classmethod
-    def from_dict(cls: type[T], d: dict[str, Any] | None = None, **overrides: Any) -> T:
-        """Build from a dict, rejecting unknown keys and casting lists to tuples where the field is one."""
-        if d is not None and not isinstance(d, dict):
-            raise ValueError(f"params.yaml {cls.SECTION or cls.__name__} must be a mapping, got {type(d).__name__}")
-        d = {**(d or {}), **overrides}
-        names = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        unknown = sorted(set(d) - set(names))
-        if unknown:
-            raise ValueError(f"{cls.SECTION or cls.__name__} has unknown key(s) {unknown}; allowed: {sorted(names)}")
-        for key, value in list(d.items()):
-            default = names[key].default if names[key].default is not dataclasses.MISSING else None
-            if isinstance(default, tuple) and isinstance(value, list):
-                d[key] = tuple(value)
-        missing = sorted(n for n, f in names.items() if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and n not in d)
-        if missing:
-            raise ValueError(f"{cls.SECTION or cls.__name__} lacks key(s) {missing}; add them to params.yaml")
-        obj = cls(**d)
-        obj.validate()
-        return obj
-
-    def validate(self) -> None:
-        """Range and type checks of a subclass; nothing by default."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}  # type: ignore[call-overload]
 
 
 @dataclass

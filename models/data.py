@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-SPLITS = ("train", "validation", "test")
+from common.names import SPLITS
 
 
 @dataclass

@@ -6,8 +6,8 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-METRICS = ("auc", "uauc", "logloss")  # every report's metrics, in this order
-HIGHER_IS_BETTER = {"auc": True, "uauc": True, "logloss": False}
+from common.names import HIGHER_IS_BETTER, METRICS  # noqa: F401  (re-exported: the metrics every report lists)
+
 ROBUSTNESS_RATES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 
 

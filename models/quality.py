@@ -21,7 +21,7 @@ import numpy as np
 from models.asymdiffrec import build_model
 from models.config import VARIANTS, ModelConfig, ParamsSection, TrainConfig
 from models.data import load_dataset
-from models.jsonable import jsonable
+from common.jsonable import jsonable
 from models.metrics import HIGHER_IS_BETTER, METRICS, ROBUSTNESS_RATES
 from models.predict import evaluate
 from models.schema import FeatureSchema

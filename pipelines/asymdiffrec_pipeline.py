@@ -11,7 +11,7 @@ import json
 
 from kfp import dsl, kubernetes
 
-from components.common.params import load_params
+from common.params import load_params
 from pipelines import kfp_steps as c
 
 PIPELINE_NAME = "asymdiffrec"

@@ -21,7 +21,7 @@ def ingest_op(ingest_config: str, source: str, n_events: int, raw: Output[Datase
     import json
     from pathlib import Path
 
-    from components.common.params import with_overrides
+    from common.params import with_overrides
     from components.data.ingest import ingest_step
 
     config = json.loads(ingest_config)
@@ -132,7 +132,7 @@ def train_op(
     import json
     from pathlib import Path
 
-    from components.common.params import with_overrides
+    from common.params import with_overrides
     from components.lifecycle.train import dataset_hash, launch_train
 
     result = launch_train(

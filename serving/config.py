@@ -13,8 +13,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from components.common.params import DEFAULT_PARAMS, load_params
-from models.config import ParamsSection
+from common.params import DEFAULT_PARAMS, load_params
+from common.params import ParamsSection
 
 PACKAGED_MODEL_FILE = "packaged_model.json"
 PACKAGED_MODEL = Path(__file__).resolve().with_name(PACKAGED_MODEL_FILE)  # <bento>/src/serving/packaged_model.json
@@ -44,7 +44,7 @@ def use_model_store() -> None:
     store the pipeline promotes into, so `bentoml serve` from the root finds the production model.
     Inside a Bento, BentoML serves the Bento's own models; nothing to do."""
     if not in_bento():
-        from components.common.runtime import use_bentoml_home
+        from components.lifecycle.model_store import use_bentoml_home
 
         use_bentoml_home()
 

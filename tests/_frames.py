@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from components.common.params import load_params
+from common.params import load_params
 from components.data.contract import SCHEMA_FILE, SPLITS, DatasetSchema, schema_from_service, view_ttl_hours
 from feature_repo.definitions import Definitions, build_definitions
 from feature_repo.settings import FeatureRepoSettings

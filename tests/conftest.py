@@ -13,7 +13,7 @@ from components.data.dataset import build_dataset, write_dataset
 from components.data.feature_jobs import FeatureJobConfig, build_feature_tables, write_feature_tables
 from components.data.feature_store import apply_definitions, open_store
 from components.data.movielens import load_movielens
-from components.common.params import load_params
+from common.params import load_params
 from components.data.raw import RawTables
 from feature_repo.definitions import Definitions
 from feature_repo.settings import REPO_DIR, FeatureRepoSettings

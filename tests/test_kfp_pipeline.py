@@ -151,7 +151,7 @@ def test_whole_pipeline_runs_locally_and_promotes_a_model(tmp_path, monkeypatch)
     assert 0.0 < logged["artifacts"][0]["metadata"]["candidate_auc"] < 1.0
     package = json.loads((run / "package-op" / "executor_output.json").read_text())["artifacts"]["bento"]["artifacts"][0]
     bento = bentoml.bentos.get(package["metadata"]["bento"], _bento_store=_bento_store(home))
-    assert {m.tag for m in bento.info.all_models} == {bentoml.models.get(tag).tag}, "the Bento serves the promoted model"
+    assert {str(m.tag) for m in bento.info.all_models} == {tag}, "the Bento serves the promoted model"
 
     # The same step through its CLI (DVC's command) on the KFP run's artefacts: the same numbers.
     out = tmp_path / "cli"

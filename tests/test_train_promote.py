@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from components.common.params import PROJECT_ROOT
-from components.common.runtime import bentoml_home
+from common.params import PROJECT_ROOT
+from components.lifecycle.model_store import bentoml_home
 from components.lifecycle import model_registry as registry
 from components.lifecycle.checkpoints import candidate_dir, weights_digest
 from components.lifecycle.evaluate import EvaluateConfig, evaluate_step, kfp_summary, run_evaluate
@@ -306,7 +306,7 @@ def test_without_bentoml_home_the_store_lies_inside_the_project(monkeypatch):
 def _copy_project(dest: Path, params: dict) -> Path:
     """What a checkout holds for the lifecycle steps and the service, with `params` as its params.yaml."""
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "packaged_model.json")
-    for package in ("components", "models", "serving", "feature_repo"):
+    for package in ("common", "components", "models", "serving", "feature_repo"):
         shutil.copytree(PROJECT_ROOT / package, dest / package, ignore=ignore)
     shutil.copy2(PROJECT_ROOT / "bentofile.yaml", dest / "bentofile.yaml")
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

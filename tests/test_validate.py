@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from components.common.params import load_params
+from common.params import load_params
 from components.data.feature_store import apply_definitions, apply_step, open_store, relocate_local_files
 from components.data.validate import (
     ValidationConfig,

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from feature_repo.definitions import FEATURE_SERVICE, REQUEST_CONTEXT_KINDS
-from models.data import SPLITS  # one list of splits: the model loader's
+from common.names import SPLITS
 
 if TYPE_CHECKING:
     from feast import FeatureService, FeatureStore

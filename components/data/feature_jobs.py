@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from components.common.files import atomic_write_parquet
-from components.common.params import load_params, section
+from common.files import atomic_write_parquet
+from common.params import load_params, section
 from components.data.raw import RawTables
-from models.config import ParamsSection
+from common.params import ParamsSection
 
 DAY = 86_400
 SHORT_WINDOW_DAYS = 7  # part of the feature names (user_events_7d): schema, not a knob

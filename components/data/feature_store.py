@@ -19,7 +19,7 @@ from feast import FeatureStore, RepoConfig
 warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"ibis(\.|$)")
 warnings.filterwarnings("ignore", message="On demand feature view is an experimental feature")
 
-from components.common.params import load_params, section
+from common.params import load_params, section
 from feature_repo.definitions import Definitions, build_definitions
 from feature_repo.settings import REPO_DIR, FeatureRepoSettings
 

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from components.data.movielens import load_movielens
-from components.common.params import load_params, section
+from common.params import load_params, section
 from components.data.raw import RawTables
 from components.data.synthetic_log import SyntheticConfig, generate
-from models.config import ParamsSection
+from common.params import ParamsSection
 
 SOURCES = ("movielens", "synthetic")
 

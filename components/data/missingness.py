@@ -7,7 +7,7 @@ import pandas as pd
 
 import os
 
-from components.common.files import _tmp_beside
+from common.files import _tmp_beside
 
 
 def missingness_report(splits: dict[str, pd.DataFrame], views: list[str]) -> dict:

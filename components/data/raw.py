@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from components.common.files import atomic_write_parquet
+from common.files import atomic_write_parquet
 
 EVENT_COLUMNS = ["user_id", "item_id", "rating", "timestamp"]
 USER_COLUMNS = ["user_id", "age", "gender", "occupation", "zip_code"]

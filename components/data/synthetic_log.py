@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from components.data.raw import RawTables
-from models.config import ParamsSection
+from common.params import ParamsSection
 
 GENRES = [
     "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama",

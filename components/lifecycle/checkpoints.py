@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from components.common.files import file_digest
+from common.files import file_digest
 from models.checkpoint import WEIGHTS
 
 CANDIDATE = "asymdiffrec"  # <models>/asymdiffrec: the candidate for production

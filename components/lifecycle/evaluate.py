@@ -22,11 +22,11 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from components.common.files import atomic_write_json, atomic_write_text
-from components.common.params import load_params, section
+from common.files import atomic_write_json, atomic_write_text
+from common.params import load_params, section
 from components.lifecycle import checkpoints
-from models.config import ParamsSection
-from models.jsonable import jsonable
+from common.params import ParamsSection
+from common.jsonable import jsonable
 from models.metrics import METRICS, ROBUSTNESS_RATES
 
 CANDIDATE, BASE, CHAMPION = "candidate", "base", "champion"  # the models' names in the evaluation
@@ -181,7 +181,7 @@ def run_evaluate(
     evaluate_step's result plus "summary" (kfp_summary: what a KFP step logs)."""
     config = EvaluateConfig.from_dict(evaluate_params)
     if champion_dir is None and model_name is not None:
-        from components.common.runtime import use_bentoml_home
+        from components.lifecycle.model_store import use_bentoml_home
         from components.lifecycle.model_registry import champion_checkpoint
 
         use_bentoml_home(bentoml_home)

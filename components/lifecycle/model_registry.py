@@ -6,7 +6,7 @@ one serves. The production pointer is one small JSON file, `$BENTOML_HOME/produc
 new one and never a half-written file. Labels on a stored model record the stage it had when it
 was saved; the pointer is what counts.
 
-The store is `$BENTOML_HOME`, else the project's own `data/bentoml` (components.common.runtime), read
+The store is `$BENTOML_HOME`, else the project's own `data/bentoml` (components.lifecycle.model_store), read
 on every call: BentoML itself reads it once per process, so the functions here point BentoML at it.
 """
 from __future__ import annotations
@@ -18,9 +18,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from components.common.files import atomic_write_json
-from components.common.runtime import bentoml_home, bentoml_model_store
-from models.jsonable import jsonable
+from common.files import atomic_write_json
+from components.lifecycle.model_store import bentoml_home, bentoml_model_store
+from common.jsonable import jsonable
 
 POINTER_DIR = "production"
 HISTORY_LIMIT = 50
@@ -66,7 +66,7 @@ def save_to_store(checkpoint_dir: Path, name: str, labels: dict[str, str], metad
 
 
 def _metadata_safe(obj: Any) -> Any:
-    """Metadata as BentoML takes it: plain JSON values (models.jsonable: NaN -> None, numpy -> Python,
+    """Metadata as BentoML takes it: plain JSON values (common.jsonable: NaN -> None, numpy -> Python,
     tuples -> lists), then no None (BentoML refuses it): None entries of mappings are dropped, None
     list items written "n/a"; anything else that is not a JSON value becomes its str()."""
     def strip(value: Any) -> Any:

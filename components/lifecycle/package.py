@@ -25,8 +25,8 @@ from typing import Any, Sequence
 
 import yaml
 
-from components.common.files import atomic_write_json
-from components.common.params import PROJECT_ROOT, load_params, section
+from common.files import atomic_write_json
+from common.params import PROJECT_ROOT, load_params, section
 from serving.config import PACKAGED_MODEL_FILE
 
 BENTOFILE = "bentofile.yaml"
@@ -118,7 +118,7 @@ def package_step(
     """Build the Bento around the production model of the store `bentoml_home` ("": $BENTOML_HOME, else
     the project's data/bentoml) and write out_path (metrics/package.json). Raises if the pointer names a
     model the store lacks."""
-    from components.common.runtime import use_bentoml_home
+    from components.lifecycle.model_store import use_bentoml_home
     from components.lifecycle.model_registry import champion_checkpoint, model_info, production_tag, store_home
 
     use_bentoml_home(bentoml_home)

@@ -28,13 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from components.common.files import atomic_write_json
-from components.common.params import load_params, section
-from components.common.runtime import use_bentoml_home
+from common.files import atomic_write_json
+from common.params import load_params, section
+from components.lifecycle.model_store import use_bentoml_home
 from components.lifecycle import checkpoints
 from components.lifecycle import model_registry as registry
-from models.config import ParamsSection
-from models.metrics import HIGHER_IS_BETTER, METRICS
+from common.params import ParamsSection
+from common.names import HIGHER_IS_BETTER, METRICS
 
 
 @dataclass(frozen=True)

@@ -24,9 +24,9 @@ from typing import Any, Sequence
 
 import yaml
 
-from components.common.files import atomic_write_json, file_digest, replace_dir, staging_dir_for
+from common.files import atomic_write_json, file_digest, replace_dir, staging_dir_for
 from components.lifecycle.checkpoints import CANDIDATE, FOLDERS, SUMMARY
-from components.common.params import PROJECT_ROOT, load_params, section
+from common.params import PROJECT_ROOT, load_params, section
 
 def dataset_hash(dataset_dir: Path) -> str:
     """The md5 DVC gives the dataset folder (`<md5>.dir`, as in dvc.lock), or the md5 of a single file:
@@ -62,7 +62,7 @@ def train_step(
     Under torchrun every rank trains; only rank 0 writes."""
     from models import ModelConfig, TrainConfig, build_model, load_dataset, save_checkpoint, train
     from models.schema import FeatureSchema
-    from models.jsonable import jsonable
+    from common.jsonable import jsonable
     from models.train import is_main_process
 
     model_params = {k: v for k, v in dict(model_params).items() if k != "variant"}

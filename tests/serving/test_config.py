@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from components.common.params import PROJECT_ROOT
+from common.params import PROJECT_ROOT
 from serving.config import ServingConfig, packaged_model_tag
 
 NAME = "asymdiffrec"
@@ -87,7 +87,7 @@ def test_a_bare_model_name_serves_the_production_model_never_the_newest_refused_
 def test_a_bento_yaml_above_the_checkout_does_not_pick_the_served_model(tmp_path):
     """serving/config.py once read <checkout>/../bento.yaml (where a built Bento keeps its own)."""
     checkout = tmp_path / "checkout"
-    for package in ("components", "models", "serving"):
+    for package in ("common", "components", "models", "serving"):
         shutil.copytree(PROJECT_ROOT / package, checkout / package, ignore=shutil.ignore_patterns("__pycache__", "packaged_model.json"))
     (tmp_path / "bento.yaml").write_text("services:\n- name: asymdiffrec\n  models:\n  - tag: asymdiffrec:planted\n")
     store = tmp_path / "store"

@@ -25,22 +25,30 @@ def _fs_yaml(workspace, tmp: Path, online: dict, name: str) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def model_store(tmp_path_factory, checkpoint):
+def _save_model(home: Path, checkpoint_dir: Path, stage: str) -> str:
+    """Copy a checkpoint into the BentoML store at `home`, whatever store this process used before."""
     import bentoml
 
-    home = tmp_path_factory.mktemp("bentoml")
-    os.environ["BENTOML_HOME"] = str(home)  # bentoml reads it when the store is first used
-    try:
-        from bentoml._internal.configuration.containers import BentoMLContainer
+    from components.lifecycle.model_store import bentoml_model_store, use_bentoml_home
 
-        BentoMLContainer.bentoml_home.set(str(home))
-        with bentoml.models.create("asymdiffrec", labels={"stage": "production"}) as ref:
-            for f in Path(checkpoint).iterdir():
+    previous = os.environ.get("BENTOML_HOME")
+    try:
+        use_bentoml_home(home)
+        with bentoml.models.create("asymdiffrec", labels={"stage": stage}, _model_store=bentoml_model_store()) as ref:
+            for f in Path(checkpoint_dir).iterdir():
                 shutil.copy(f, Path(ref.path) / f.name)
-        return home, str(ref.tag)
+        return str(ref.tag)
     finally:
-        os.environ.pop("BENTOML_HOME", None)
+        if previous is None:
+            os.environ.pop("BENTOML_HOME", None)
+        else:
+            os.environ["BENTOML_HOME"] = previous
+
+
+@pytest.fixture(scope="module")
+def model_store(tmp_path_factory, checkpoint):
+    home = tmp_path_factory.mktemp("bentoml")
+    return home, _save_model(home, checkpoint, "production")
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +148,6 @@ def test_a_model_that_answers_nan_is_alive_but_never_ready(tmp_path, model_store
     """Readiness is the model scoring a probe to a probability, not the process being up."""
     import time
 
-    import bentoml
     import torch
 
     home, _ = model_store
@@ -148,14 +155,8 @@ def test_a_model_that_answers_nan_is_alive_but_never_ready(tmp_path, model_store
     shutil.copytree(checkpoint, broken)
     weights = torch.load(broken / "weights.pt", weights_only=True)
     torch.save({k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in weights.items()}, broken / "weights.pt")
-    os.environ["BENTOML_HOME"] = str(home)
-    try:
-        with bentoml.models.create("asymdiffrec", labels={"stage": "candidate"}) as ref:
-            for f in broken.iterdir():
-                shutil.copy(f, Path(ref.path) / f.name)
-    finally:
-        os.environ.pop("BENTOML_HOME", None)
-    with ServeProcess(tmp_path, home, str(ref.tag), sqlite_yaml, wait_for="/livez") as srv:
+    tag = _save_model(home, broken, "candidate")
+    with ServeProcess(tmp_path, home, tag, sqlite_yaml, wait_for="/livez") as srv:
         deadline = time.time() + 60
         while "NOT READY" not in srv.log.read_text() and time.time() < deadline:
             time.sleep(0.3)

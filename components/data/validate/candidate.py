@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from components.common.files import file_digest
+from common.files import file_digest
 from components.data.contract import FEATURE_SERVICE, SCHEMA_FILE, SPLITS, DatasetSchema
 from components.data.validate.report import CANDIDATE, ExpectationOutcome
 

@@ -16,7 +16,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from components.common.params import load_params, section
+from common.params import load_params, section
 from components.data.feature_store import pipeline_feast_config
 from components.data.validate.config import ValidationConfig
 from components.data.validate.gate import expected_contract, run_gate

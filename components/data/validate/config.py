@@ -4,8 +4,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from models.config import ParamsSection
-from models.jsonable import jsonable
+from common.params import ParamsSection
+from common.jsonable import jsonable
 
 Band = tuple[float | None, float | None]
 

@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from components.common.files import atomic_write_text, file_digest, replace_dir, staging_dir_for
+from common.files import atomic_write_text, file_digest, replace_dir, staging_dir_for
 from components.data.contract import FEATURE_SERVICE, DatasetSchema, schema_from_store
 from components.data.feature_store import is_uri, open_store, registry_path
 from components.data.validate.candidate import CONTRACT_FILES

@@ -11,7 +11,7 @@ import pandas as pd
 from components.data.contract import DatasetSchema
 from components.data.validate.gx import gx
 from components.data.validate.report import ExpectationOutcome
-from models.jsonable import jsonable
+from common.jsonable import jsonable
 
 
 def batch_definition() -> Any:

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from components.data.contract import SPLITS
-from models.jsonable import jsonable
+from common.jsonable import jsonable
 
 ALL_SPLITS = "all_splits"  # checks over the three splits together
 CANDIDATE = "candidate"  # checks of the candidate folder itself: its files and schema.json

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from components.common.params import PROJECT_ROOT
+from common.params import PROJECT_ROOT
 
 DEFAULT_BENTOML_HOME = PROJECT_ROOT / "data" / "bentoml"
 

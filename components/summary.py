@@ -1,9 +1,9 @@
 """The headline numbers of a pipeline run, as DVC metrics small enough for `dvc metrics show` and
 `dvc exp show` to fit a terminal.
 
-    python -m components.common.summary --missingness reports/missingness.json \\
+    python -m components.summary --missingness reports/missingness.json \\
         --validation reports/validation.json --out metrics/data_summary.json
-    python -m components.common.summary --evaluation metrics/evaluate.json \\
+    python -m components.summary --evaluation metrics/evaluate.json \\
         --promotion metrics/promotion.json --out metrics/model_summary.json
 
 The full reports (hundreds of keys) stay plain outputs; DVC would otherwise flatten every one of
@@ -18,7 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from components.common.files import atomic_write_json
+from common.files import atomic_write_json
+from common.names import METRICS, SPLITS
 
 
 def _read(path: Path | None) -> dict[str, Any] | None:
@@ -28,7 +29,6 @@ def _read(path: Path | None) -> dict[str, Any] | None:
 def data_summary(missingness: dict[str, Any] | None, validation: dict[str, Any] | None) -> dict[str, Any]:
     """Missing rate per view per split (the first thing that moves when a feature job breaks) and
     the data gate's verdict."""
-    from components.data.contract import SPLITS  # the splits' one definition (imports Feast)
 
     out: dict[str, Any] = {}
     if missingness is not None:
@@ -44,7 +44,6 @@ def data_summary(missingness: dict[str, Any] | None, validation: dict[str, Any] 
 def model_summary(evaluation: dict[str, Any] | None, promotion: dict[str, Any] | None) -> dict[str, Any]:
     """Test metrics (natural split) of every model the evaluation compared (candidate, base and,
     once there is one, champion) and the promotion gate's verdict."""
-    from models.metrics import METRICS  # the metrics' one definition
 
     out: dict[str, Any] = {}
     if evaluation is not None:
