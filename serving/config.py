@@ -13,8 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.params import DEFAULT_PARAMS, load_params
-from common.params import ParamsSection
+from common.params import DEFAULT_PARAMS, ParamsSection, load_params
 
 PACKAGED_MODEL_FILE = "packaged_model.json"
 PACKAGED_MODEL = Path(__file__).resolve().with_name(PACKAGED_MODEL_FILE)  # <bento>/src/serving/packaged_model.json

@@ -17,10 +17,9 @@ from components.data.contract import FEATURE_SERVICE, SPLITS, DatasetSchema, sch
 from components.data.feature_store import open_store, pipeline_feast_config
 from common.files import atomic_write_json, replace_dir, staging_dir_for
 from components.data.missingness import missingness_report, missing_rate_over_time, write_missing_over_time
-from common.params import load_params, section
+from common.params import ParamsSection, load_params, section
 from components.data.raw import RawTables
 from feature_repo.definitions import REQUEST_TIME_FIELD
-from common.params import ParamsSection
 
 
 def labelled_events(events: pd.DataFrame, label_min_rating: float) -> pd.DataFrame:

@@ -23,9 +23,8 @@ import numpy as np
 import pandas as pd
 
 from common.files import atomic_write_parquet
-from common.params import load_params, section
+from common.params import ParamsSection, load_params, section
 from components.data.raw import RawTables
-from common.params import ParamsSection
 
 DAY = 86_400
 SHORT_WINDOW_DAYS = 7  # part of the feature names (user_events_7d): schema, not a knob

@@ -6,10 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from components.data.movielens import load_movielens
-from common.params import load_params, section
+from common.params import ParamsSection, load_params, section
 from components.data.raw import RawTables
 from components.data.synthetic_log import SyntheticConfig, generate
-from common.params import ParamsSection
 
 SOURCES = ("movielens", "synthetic")
 

@@ -23,11 +23,11 @@ import numpy as np
 import pandas as pd
 
 from common.files import atomic_write_json, atomic_write_text
-from common.params import load_params, section
-from components.lifecycle import checkpoints
-from common.params import ParamsSection
 from common.jsonable import jsonable
-from models.metrics import METRICS, ROBUSTNESS_RATES
+from common.names import METRICS
+from common.params import ParamsSection, load_params, section
+from components.lifecycle import checkpoints
+from models.metrics import ROBUSTNESS_RATES
 
 CANDIDATE, BASE, CHAMPION = "candidate", "base", "champion"  # the models' names in the evaluation
 ROC_POINTS = 200

@@ -27,6 +27,7 @@ import yaml
 
 from common.files import atomic_write_json
 from common.params import PROJECT_ROOT, load_params, section
+from models.checkpoint import CONFIG, SCHEMA, WEIGHTS
 from serving.config import PACKAGED_MODEL_FILE
 
 BENTOFILE = "bentofile.yaml"
@@ -131,7 +132,7 @@ def package_step(
         path = champion_checkpoint(model_name)  # raises, naming the fix, if the store lost the model
         if path is None:  # the pointer went away since production_tag read it
             raise RuntimeError(f"the production pointer of '{model_name}' vanished while packaging; re-run the package step")
-        missing = [f for f in ("weights.pt", "schema.json", "config.json") if not (path / f).exists()]
+        missing = [f for f in (WEIGHTS, SCHEMA, CONFIG) if not (path / f).exists()]
         if missing:
             raise FileNotFoundError(f"production model {tag} at {path} lacks {missing}; promote a complete checkpoint")
         info = model_info(tag)

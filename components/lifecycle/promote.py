@@ -29,12 +29,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from common.files import atomic_write_json
-from common.params import load_params, section
-from components.lifecycle.model_store import use_bentoml_home
+from common.names import HIGHER_IS_BETTER, METRICS
+from common.params import ParamsSection, load_params, section
 from components.lifecycle import checkpoints
 from components.lifecycle import model_registry as registry
-from common.params import ParamsSection
-from common.names import HIGHER_IS_BETTER, METRICS
+from components.lifecycle.model_store import use_bentoml_home
 
 
 @dataclass(frozen=True)
