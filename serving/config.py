@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.params import DEFAULT_PARAMS, ParamsSection, load_params
+from common.params import DEFAULT_PARAMS, PROJECT_ROOT, ParamsSection, load_params
 
 PACKAGED_MODEL_FILE = "packaged_model.json"
 PACKAGED_MODEL = Path(__file__).resolve().with_name(PACKAGED_MODEL_FILE)  # <bento>/src/serving/packaged_model.json
@@ -55,19 +55,51 @@ class ServingConfig(ParamsSection):
     SECTION = "serving"
 
     model_name: str = "asymdiffrec"
-    max_candidates: int = 500
-    batch_max_size: int = 4096
-    batch_max_latency_ms: int = 50
-    workers: int = 1  # service processes
+    max_candidates: int = 1000
+    max_score_pairs: int = 1000
+    workers: int | str = "auto"  # service processes; "auto": one per CPU this process may use
     torch_threads: int = 1  # intra-op threads per worker: small batches run faster on one
+    item_cache_size: int = 100_000  # items kept in each worker's cache; 0 turns it off
+    store_check_seconds: float = 2.0  # how often a worker looks for a re-materialized or replaced store
+    reconnect_seconds: float = 1.0  # after a store error, retry with a new connection this often
+    ready_requires_store: bool = False  # /readyz also fails while the online store is unreachable
+    log_dir: str = "data/serving_log"  # the serving log (relative: to the project root); "" turns it off
+    log_max_mb: float = 64.0  # per worker: the log rotates at this size...
+    log_files: int = 4  # ...and keeps this many files (so at most log_max_mb * log_files per worker)
 
     def validate(self) -> None:
         if not isinstance(self.model_name, str) or not self.model_name or ":" in self.model_name:
             raise ValueError(f"serving.model_name must be a model name without a version, got {self.model_name!r}")
-        for name in ("max_candidates", "batch_max_size", "batch_max_latency_ms", "workers", "torch_threads"):
+        for name in ("max_candidates", "max_score_pairs", "torch_threads", "log_files"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"serving.{name} must be an integer >= 1, got {value!r}")
+        if self.workers != "auto" and (not isinstance(self.workers, int) or isinstance(self.workers, bool) or self.workers < 1):
+            raise ValueError(f"serving.workers must be an integer >= 1 or 'auto', got {self.workers!r}")
+        if not isinstance(self.item_cache_size, int) or isinstance(self.item_cache_size, bool) or self.item_cache_size < 0:
+            raise ValueError(f"serving.item_cache_size must be an integer >= 0 (0 turns the cache off), got {self.item_cache_size!r}")
+        for name in ("store_check_seconds", "reconnect_seconds", "log_max_mb"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"serving.{name} must be a number >= 0, got {value!r}")
+        if not isinstance(self.ready_requires_store, bool):
+            raise ValueError(f"serving.ready_requires_store must be true or false, got {self.ready_requires_store!r}")
+        if not isinstance(self.log_dir, str):
+            raise ValueError(f"serving.log_dir must be a path (or \"\" to turn the serving log off), got {self.log_dir!r}")
+
+    @property
+    def worker_count(self) -> int:
+        """Workers to start: `workers`, or with "auto" one per CPU this process may run on."""
+        if self.workers == "auto":
+            return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+        return int(self.workers)
+
+    def log_path(self) -> Path | None:
+        """Where the serving log goes (None: off)."""
+        if not self.log_dir:
+            return None
+        path = Path(self.log_dir)
+        return path if path.is_absolute() else PROJECT_ROOT / path
 
     @classmethod
     def load(cls) -> "ServingConfig":

@@ -10,6 +10,9 @@ import time
 from pathlib import Path
 
 import requests
+import yaml
+
+from common.params import DEFAULT_PARAMS, load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,14 +25,24 @@ def free_port() -> int:
 
 class ServeProcess:
     """`bentoml serve` from the repository root with its own model store, model tag and Feast config;
-    returns once `wait_for` answers 200 (readiness by default; "/livez" to test a service that is not ready)."""
+    returns once `wait_for` answers 200 (readiness by default; "/livez" to test a service that is not ready).
+
+    `serving` overrides keys of params.yaml's `serving:` section (written to a params file of its own);
+    the serving log goes to `<log_dir>/serving_log-<port>` unless `serving` names a `log_dir`."""
 
     def __init__(self, log_dir: Path, bentoml_home: Path, model_tag: str, fs_yaml: Path, extra_env: dict | None = None, timeout: float = 120,
-                 wait_for: str = "/readyz"):
+                 wait_for: str = "/readyz", serving: dict | None = None):
         self.port = free_port()
+        self.model_tag = model_tag
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = Path(log_dir) / f"serve-{self.port}.log"
-        env = dict(os.environ, BENTOML_HOME=str(bentoml_home), ASYMDIFFREC_MODEL_TAG=model_tag, FEAST_FS_YAML=str(fs_yaml))
+        self.serving_log_dir = Path(log_dir) / f"serving_log-{self.port}"
+        params = load_params(DEFAULT_PARAMS)
+        params["serving"] = {**params.get("serving", {}), "log_dir": str(self.serving_log_dir), **(serving or {})}
+        self.params = Path(log_dir) / f"params-{self.port}.yaml"
+        self.params.write_text(yaml.safe_dump(params, sort_keys=False))
+        env = dict(os.environ, BENTOML_HOME=str(bentoml_home), ASYMDIFFREC_MODEL_TAG=model_tag, FEAST_FS_YAML=str(fs_yaml),
+                   ASYMDIFFREC_PARAMS=str(self.params))
         env.update(extra_env or {})
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
         self.proc = subprocess.Popen(
@@ -59,8 +72,8 @@ class ServeProcess:
             time.sleep(0.3)
         raise TimeoutError(f"bentoml serve not ready in {seconds}s:\n{self.log.read_text()[-3000:]}")
 
-    def post(self, route: str, payload: dict) -> requests.Response:
-        return requests.post(f"{self.url}{route}", json=payload, timeout=30)
+    def post(self, route: str, payload: dict, **kwargs) -> requests.Response:
+        return requests.post(f"{self.url}{route}", json=payload, timeout=30, **kwargs)
 
     def stop(self) -> None:
         if self.proc.poll() is None:

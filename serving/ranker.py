@@ -7,12 +7,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
+import torch
 from feast import FeatureStore
 
-from models import load_checkpoint, predict
-from serving.online_features import OnlineSamples, online_samples, serving_schema
+from models import load_checkpoint
+from serving.online_features import OnlineBatch, OnlineFeatures
 
 
 @dataclass
@@ -21,23 +23,40 @@ class RankResult:
     missing: dict[str, float]  # per feature view: share of the candidates that had it missing
     model: str
     degraded: bool
+    scores: np.ndarray  # in candidate order, for the serving log
+    samples: OnlineBatch
+
+
+@dataclass(frozen=True)
+class OnlineOptions:
+    """How the online path reads the store (the `serving:` knobs it needs)."""
+
+    item_cache_size: int = 100_000
+    store_check_seconds: float = 2.0
+    reconnect_seconds: float = 1.0
 
 
 class Ranker:
     """Loads the checkpoint and the serving schema once; scores (user, item) pairs at a request time."""
 
-    def __init__(self, checkpoint_dir: Path, store: FeatureStore, model_tag: str):
+    def __init__(self, checkpoint_dir: Path, store: FeatureStore, model_tag: str, options: OnlineOptions = OnlineOptions()):
         checkpoint = load_checkpoint(checkpoint_dir)
         self.model = checkpoint.model.eval()
         self.features = checkpoint.schema
-        self.store = store
-        self.schema = serving_schema(store)
+        self.online = OnlineFeatures(
+            store, checkpoint.schema, item_cache_size=options.item_cache_size,
+            check_seconds=options.store_check_seconds, reconnect_seconds=options.reconnect_seconds,
+        )
+        self.schema = self.online.contract
         self.model_tag = model_tag
 
-    def score(self, user_ids: int | list[int], item_ids: list[int], request_time: datetime | None = None) -> tuple[np.ndarray, OnlineSamples]:
+    def score(self, user_ids: int | Sequence[int], item_ids: Sequence[int], request_time: datetime | None = None) -> tuple[np.ndarray, OnlineBatch]:
         """Probabilities for each (user, item); the sample's real missing mask is the noisy input."""
-        samples = online_samples(self.store, self.schema, user_ids, item_ids, request_time)
-        return predict(self.model, self.features, samples.frame), samples
+        when = (request_time or datetime.now(timezone.utc)).astimezone(timezone.utc)
+        samples = self.online.build(user_ids, item_ids, when)
+        with torch.inference_mode():
+            scores = torch.sigmoid(self.model(samples.batch).float()).double().numpy()
+        return scores, samples
 
     def probe(self) -> bool:
         """Score an unknown user and item now, through the whole path: True when the model answers a
@@ -45,8 +64,9 @@ class Ranker:
         scores, _ = self.score(-1, [-1], datetime.now(timezone.utc))
         return bool(np.isfinite(scores).all())
 
-    def rank(self, user_id: int, item_ids: list[int], request_time: datetime | None = None) -> RankResult:
+    def rank(self, user_id: int, item_ids: Sequence[int], request_time: datetime | None = None) -> RankResult:
         scores, samples = self.score(user_id, item_ids, request_time)
         order = np.argsort(-scores, kind="stable")
         items = [{"item_id": int(item_ids[i]), "score": float(scores[i])} for i in order]
-        return RankResult(items, {v: round(r, 6) for v, r in samples.missing.items()}, self.model_tag, samples.degraded)
+        missing = {v: round(r, 6) for v, r in samples.missing.items()}
+        return RankResult(items, missing, self.model_tag, samples.degraded, scores, samples)

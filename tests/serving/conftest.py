@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.serving.helpers import save_model
+
 
 @pytest.fixture(scope="session")
 def checkpoint(workspace, tmp_path_factory):
@@ -20,3 +22,9 @@ def checkpoint(workspace, tmp_path_factory):
     path = tmp_path_factory.mktemp("ckpt")
     save_checkpoint(path, model, schema)
     return path
+
+
+@pytest.fixture(scope="session")
+def model_store(tmp_path_factory, checkpoint):
+    home = tmp_path_factory.mktemp("bentoml")
+    return home, save_model(home, checkpoint, "production")

@@ -7,10 +7,11 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from components.data.feature_store import feature_time_range, materialize, prepare_online_store
-from serving.online_features import online_samples, serving_schema
+from serving.online_features import serving_schema
 
 
 @pytest.fixture(scope="module")
@@ -23,26 +24,19 @@ def parity_config(workspace) -> str:
     return "feature_store.parity.yaml"
 
 
-def _same(a, b) -> bool:
-    if isinstance(a, (list, np.ndarray)) or isinstance(b, (list, np.ndarray)):
-        return a is not None and b is not None and list(a) == list(b)
-    if pd.isna(a) or pd.isna(b):
-        return pd.isna(a) and pd.isna(b)
-    return a == b
-
-
 def test_online_features_and_scores_equal_the_offline_ones(workspace, parity_config, checkpoint):
+    """Replay test events: the store as it stood at each event, served by the service's path, gives
+    the training row's encoded features, missing masks and availability times, and its score."""
     from models import load_checkpoint, predict
-    from serving.ranker import Ranker
+    from serving.ranker import OnlineOptions, Ranker
 
     store = prepare_online_store(workspace.repo_dir, fs_yaml=parity_config)
     schema = serving_schema(store)
-    ranker = Ranker(checkpoint, store, model_tag="test:1")
+    # check the store on every read: materialize() below changes it between requests
+    ranker = Ranker(checkpoint, store, model_tag="test:1", options=OnlineOptions(store_check_seconds=0))
     offline = load_checkpoint(checkpoint)
     test = workspace.splits["test"]
     events = test.iloc[np.linspace(0, len(test) - 1, 8).astype(int)].sort_values("event_timestamp")
-    columns = [f.name for f in schema.features] + schema.timestamp_columns
-    columns += [schema.feature_mask(f.name) for f in schema.features] + [schema.view_mask(v) for v in schema.views]
     start, _ = feature_time_range(workspace.root / "data" / "features")
     since = start - timedelta(seconds=1)
     views_seen_present: set[str] = set()
@@ -51,13 +45,18 @@ def test_online_features_and_scores_equal_the_offline_ones(workspace, parity_con
         now = event.event_timestamp.to_pydatetime()
         materialize(store, since, now)  # the online store as it stood at the event
         since = now
-        served = online_samples(store, schema, int(event.user_id), [int(event.item_id)], now)
+        served_score, served = ranker.score(int(event.user_id), [int(event.item_id)], now)
         assert not served.degraded, served.errors
-        row = served.frame.iloc[0]
-        for column in columns:
-            assert _same(row[column], getattr(event, column)), (event.event_id, column, row[column], getattr(event, column))
-        served_score, _ = ranker.score(int(event.user_id), [int(event.item_id)], now)
-        offline_score = predict(offline.model, offline.schema, pd.DataFrame([event._asdict()]))
+        row = pd.DataFrame([event._asdict()])
+        expected = offline.schema.encode(row, with_label=False)
+        for name in ("single", "multi", "mask"):
+            assert torch.equal(getattr(served.batch, name), getattr(expected, name)), (event.event_id, name)
+        for k, view in enumerate(served.views):
+            assert bool(served.view_missing[0, k]) == bool(getattr(event, schema.view_mask(view))), (event.event_id, view)
+            ts_column = schema.views[view].get("timestamp_column")
+            if ts_column and not served.view_missing[0, k]:  # the value's availability time, to the second
+                assert served.age_s[0, k] == (event.event_timestamp - getattr(event, ts_column)).total_seconds(), (event.event_id, view)
+        offline_score = predict(offline.model, offline.schema, row)
         assert served_score[0] == pytest.approx(offline_score[0], abs=1e-6)
         for view in schema.views:
             (views_seen_missing if getattr(event, schema.view_mask(view)) else views_seen_present).add(view)
@@ -65,15 +64,24 @@ def test_online_features_and_scores_equal_the_offline_ones(workspace, parity_con
     assert views_seen_missing, "the sample should hold some missing views, or the TTL check goes untested"
 
 
-def test_unreachable_online_store_degrades_to_missing_views(workspace, monkeypatch):
+def test_unreachable_online_store_degrades_to_missing_views(workspace, checkpoint, monkeypatch):
     from components.data.feature_store import open_store
+    from models import load_checkpoint
+    from serving.online_features import OnlineFeatures
 
     monkeypatch.setenv("REDIS_CONNECTION_STRING", "127.0.0.1:1,socket_connect_timeout=0.2")  # nothing listens on port 1
     store = open_store(workspace.repo_dir, fs_yaml="feature_store.redis.yaml")
     schema = serving_schema(open_store(workspace.repo_dir))
+    model_schema = load_checkpoint(checkpoint).schema
+    online = OnlineFeatures(store, model_schema)
     when = pd.Timestamp("1998-03-01 20:30", tz="UTC").to_pydatetime()
-    served = online_samples(store, schema, user_id=1, item_ids=[1, 2, 3], request_time=when)
+    served = online.build(1, [1, 2, 3], when)
     assert served.degraded and "unavailable" in served.errors[0]
-    assert len(served.frame) == 3
+    assert len(served.batch) == 3
     assert served.missing == {v: (0.0 if v == "request_context" else 1.0) for v in schema.views}
-    assert (served.frame["hour_of_day"] == 20).all() and (served.frame["weekday"] == 6).all()
+    context = model_schema.encode(pd.DataFrame({f.name: [None] for f in model_schema.fields} | {"hour_of_day": [20], "weekday": [6]}))
+    hour, weekday = (model_schema.names.index(n) for n in ("hour_of_day", "weekday"))
+    singles = model_schema.single_fields
+    for field in (hour, weekday):
+        column = singles.index(field)
+        assert (served.batch.single[:, column] == context.single[0, column]).all() and not served.batch.mask[:, field].any()

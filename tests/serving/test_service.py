@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -11,44 +12,9 @@ import yaml
 
 from components.data.feature_store import materialize_all, prepare_online_store
 from serving.process import ServeProcess
+from tests.serving.helpers import fs_yaml_for as _fs_yaml, save_model as _save_model
 
 WHEN = "1998-03-10T20:00:00Z"  # inside the MovieLens log, so stored features are fresh for active users
-
-
-def _fs_yaml(workspace, tmp: Path, online: dict, name: str) -> Path:
-    """A Feast config with absolute paths into the test workspace."""
-    data = workspace.root / "data" / "feast"
-    config = yaml.safe_load((workspace.repo_dir / "feature_store.yaml").read_text())
-    config.update(registry=str(data / "registry.db"), online_registry=str(data / name / "registry.db"), online_store=online)
-    path = tmp / f"feature_store.{name}.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-def _save_model(home: Path, checkpoint_dir: Path, stage: str) -> str:
-    """Copy a checkpoint into the BentoML store at `home`, whatever store this process used before."""
-    import bentoml
-
-    from components.lifecycle.model_store import bentoml_model_store, use_bentoml_home
-
-    previous = os.environ.get("BENTOML_HOME")
-    try:
-        use_bentoml_home(home)
-        with bentoml.models.create("asymdiffrec", labels={"stage": stage}, _model_store=bentoml_model_store()) as ref:
-            for f in Path(checkpoint_dir).iterdir():
-                shutil.copy(f, Path(ref.path) / f.name)
-        return str(ref.tag)
-    finally:
-        if previous is None:
-            os.environ.pop("BENTOML_HOME", None)
-        else:
-            os.environ["BENTOML_HOME"] = previous
-
-
-@pytest.fixture(scope="module")
-def model_store(tmp_path_factory, checkpoint):
-    home = tmp_path_factory.mktemp("bentoml")
-    return home, _save_model(home, checkpoint, "production")
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +32,10 @@ def server(tmp_path_factory, model_store, sqlite_yaml):
     srv = ServeProcess(tmp_path_factory.mktemp("srv"), home, tag, sqlite_yaml)
     yield srv
     srv.stop()
+
+
+def server_tag(server: ServeProcess) -> str:
+    return server.model_tag
 
 
 def _known_pairs(workspace, n: int = 20) -> tuple[int, list[int]]:
@@ -106,22 +76,49 @@ def test_cold_start_user_and_items_are_served_with_features_missing(server):
     assert len(body["items"]) == 2
 
 
-@pytest.mark.parametrize(
-    "payload, field",
-    [
-        ({"user_id": "abc", "item_ids": [1]}, "user_id"),
-        ({"user_id": 1, "item_ids": []}, "item_ids"),
-        ({"user_id": 1, "item_ids": list(range(1, 502))}, "item_ids"),
-        ({"user_id": 1, "item_ids": [3, 4, 3]}, "item_ids"),
-        ({"user_id": 1, "item_ids": ["x"]}, "item_ids"),
-        ({"user_id": 1, "item_ids": [1], "context": {"hour": 3}}, "context"),
-        ({"item_ids": [1]}, "user_id"),
-    ],
-)
+BAD_RANK_REQUESTS = [
+    ({"user_id": "abc", "item_ids": [1]}, "user_id"),
+    ({"user_id": 1, "item_ids": []}, "item_ids"),
+    ({"user_id": 1, "item_ids": list(range(1, 1002))}, "item_ids"),
+    ({"user_id": 1, "item_ids": [3, 4, 3]}, "item_ids"),
+    ({"user_id": 1, "item_ids": ["x"]}, "item_ids"),
+    ({"user_id": 1, "item_ids": [1], "context": {"hour": 3}}, "context"),
+    ({"item_ids": [1]}, "user_id"),
+    ({"user_id": 2**63, "item_ids": [1]}, "user_id"),  # outside int64
+    ({"user_id": 1, "item_ids": [1, -(2**63) - 1]}, "item_ids"),
+    ({"user_id": 1, "item_ids": [1], "context": {"request_time": "9999-12-31T00:00:00Z"}}, "request_time"),  # past what numpy holds
+    ({"user_id": 1, "item_ids": [1], "context": {"request_time": "0001-01-01T00:00:00Z"}}, "request_time"),
+    ({"user_id": 1, "item_ids": [1], "contxt": {"request_time": "1998-03-10T20:00:00Z"}}, "contxt"),  # a typo, not ignored
+]
+
+
+@pytest.mark.parametrize("payload, field", BAD_RANK_REQUESTS)
 def test_bad_requests_get_a_4xx_naming_the_field(server, payload, field):
     response = server.post("/rank", payload)
     assert 400 <= response.status_code < 500, response.text
     assert field in response.text
+
+
+def test_bad_bodies_and_oversized_batches_get_a_4xx(server):
+    garbage = requests.post(f"{server.url}/rank", data=b"--xx\r\ngarbage", headers={"Content-Type": "multipart/form-data; boundary=xx"}, timeout=30)
+    assert garbage.status_code == 400, garbage.text
+    not_json = requests.post(f"{server.url}/rank", data=b"{not json", headers={"Content-Type": "application/json"}, timeout=30)
+    assert not_json.status_code == 400 and "json" in not_json.text.lower(), not_json.text
+    huge = server.post("/score", {"pairs": [{"user_id": 1, "item_id": i} for i in range(100_000)]})
+    assert huge.status_code == 400 and "pairs" in huge.text, huge.text[:500]
+    typo = server.post("/score", {"pairs": [{"user_id": 1, "item_id": 1}], "contxt": {}})
+    assert typo.status_code == 400 and "contxt" in typo.text, typo.text
+    long_id = server.post("/rank", {"user_id": 1, "item_ids": [1]}, headers={"X-Request-ID": "x" * 200})
+    assert long_id.status_code == 400 and "x-request-id" in long_id.text, long_id.text
+
+
+def test_client_errors_are_never_reported_as_store_outages(server):
+    for payload, _ in BAD_RANK_REQUESTS:
+        assert server.post("/rank", payload).status_code < 500
+    metrics = requests.get(f"{server.url}/metrics", timeout=5).text
+    assert "asymdiffrec_online_store_errors_total 0.0" in metrics
+    assert "asymdiffrec_degraded_answers_total" not in metrics
+    assert "degraded" not in server.log.read_text()
 
 
 def test_batch_scoring_and_the_sync_client(server, workspace):
@@ -129,12 +126,39 @@ def test_batch_scoring_and_the_sync_client(server, workspace):
 
     user, items = _known_pairs(workspace, 5)
     pairs = [{"user_id": user, "item_id": i} for i in items]
-    response = server.post("/score", {"pairs": pairs})
+    response = server.post("/score", {"pairs": pairs, "context": {"request_time": WHEN}})
     assert response.status_code == 200, response.text
-    assert len(response.json()) == 5 and all(0 < s < 1 for s in response.json())
+    body = response.json()
+    assert len(body["scores"]) == 5 and all(0 < s < 1 for s in body["scores"]) and body["degraded"] is False
     with bentoml.SyncHTTPClient(server.url) as client:
         ranked = client.rank(user_id=user, item_ids=items, context={"request_time": WHEN})
     assert sorted(it["item_id"] for it in ranked["items"]) == sorted(items)
+    by_item = {it["item_id"]: it["score"] for it in ranked["items"]}
+    assert body["scores"] == pytest.approx([by_item[i] for i in items], abs=1e-6)  # same time, same features, same scores
+
+
+def test_every_answer_goes_to_the_serving_log(server, workspace):
+    from serving.serving_log import SCHEMA_VERSION, read_serving_log
+
+    user, items = _known_pairs(workspace, 4)
+    response = server.post("/rank", {"user_id": user, "item_ids": items, "context": {"request_time": WHEN}}, headers={"X-Request-ID": "req-42"})
+    assert response.status_code == 200 and response.json()["request_id"] == "req-42"
+    deadline, found = time.time() + 10, []
+    while not found and time.time() < deadline:
+        found = [r for r in read_serving_log(server.serving_log_dir) if r["request_id"] == "req-42"]
+        time.sleep(0.2)
+    assert len(found) == 1
+    record = found[0]
+    assert record["schema"] == SCHEMA_VERSION and record["endpoint"] == "rank" and record["request_time"] == "1998-03-10T20:00:00.000Z"
+    assert record["user_ids"] == [user] * 4 and record["item_ids"] == items
+    by_item = {it["item_id"]: it["score"] for it in response.json()["items"]}
+    assert record["scores"] == pytest.approx([by_item[i] for i in items], abs=1e-12)
+    assert set(record["missing"]) == set(workspace.schema.views) and all(len(m) == 4 for m in record["missing"].values())
+    for view, ages in record["age_s"].items():
+        assert all((a is None) == bool(m) for a, m in zip(ages, record["missing"][view])), view
+        assert all(a is None or a >= 0 for a in ages)
+    shares = {v: sum(m) / 4 for v, m in record["missing"].items()}
+    assert shares == pytest.approx(response.json()["missing"])
 
 
 def test_health_readiness_and_metrics(server):
@@ -142,6 +166,10 @@ def test_health_readiness_and_metrics(server):
     assert requests.get(f"{server.url}/readyz", timeout=5).status_code == 200
     metrics = requests.get(f"{server.url}/metrics", timeout=5).text
     assert "bentoml_service_request" in metrics
+    assert f'asymdiffrec_model_info{{tag="{server_tag(server)}"}} 1.0' in metrics
+    for series in ("asymdiffrec_samples_total{endpoint=\"rank\"}", "asymdiffrec_samples_missing_total", "asymdiffrec_feature_age_seconds_bucket",
+                   "asymdiffrec_online_store_up 1.0", "asymdiffrec_item_cache_hits_total", "asymdiffrec_online_store_errors_total"):
+        assert series in metrics, series
 
 
 def test_a_model_that_answers_nan_is_alive_but_never_ready(tmp_path, model_store, checkpoint, sqlite_yaml):
