@@ -6,7 +6,8 @@ params.yaml defaults: one worker per CPU) called by an aiohttp client at concurr
 floors, measured in this process on the same requests:
   - `online_read`: the store reads the service makes when nothing is cached (the user's row of each user
     view, the candidates' rows of each item view), the "bare look-up of exactly the rows it reads";
-  - `get_online_features`: Feast's usual API for the same entities, what a plain Feast client pays.
+  - `get_online_features`: Feast's usual API for the same entities, what a plain Feast client pays;
+  - GET /livez on the same server: BentoML's HTTP stack for a request that does nothing.
 And a profile of one request in process (user read, item rows, assembly, model) shows where the time goes.
 
 Needs the materialized SQLite store and the validated dataset (`make pipeline`); trains a small model
@@ -56,7 +57,9 @@ def _train_model(home: Path, data_dir: Path) -> tuple[str, Path]:
 
 
 async def _load(url: str, bodies: list[bytes], concurrency: int) -> tuple[list[float], float, int]:
-    """(latencies ms, wall seconds, errors) for posting every body, `concurrency` at a time."""
+    """(latencies ms, wall seconds, errors) for posting every body, `concurrency` at a time. Above
+    concurrency 1 each request opens its own connection, so the kernel spreads requests over the
+    workers: kept-alive connections stay with the worker that accepted them, and all 8 can land on one."""
     import aiohttp
 
     latencies: list[float] = []
@@ -79,11 +82,26 @@ async def _load(url: str, bodies: list[bytes], concurrency: int) -> tuple[list[f
             latencies.append((time.perf_counter() - t) * 1000)
             errors += not ok
 
-    connector = aiohttp.TCPConnector(limit=concurrency)
+    connector = aiohttp.TCPConnector(limit=concurrency, force_close=concurrency > 1)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as session:
         start = time.perf_counter()
         await asyncio.gather(*(worker(session) for _ in range(concurrency)))
         return latencies, time.perf_counter() - start, errors
+
+
+async def _http_floor(url: str, n: int) -> list[float]:
+    """Latencies of GET /livez on the same server and client: what BentoML's HTTP stack costs a request
+    that does nothing (the floor under any endpoint)."""
+    import aiohttp
+
+    latencies = []
+    async with aiohttp.ClientSession() as session:
+        for _ in range(n):
+            t = time.perf_counter()
+            async with session.get(f"{url}/livez") as response:
+                await response.read()
+            latencies.append((time.perf_counter() - t) * 1000)
+    return latencies
 
 
 def _payloads(test, items: np.ndarray, n_requests: int, candidates: int, when: datetime, seed: int) -> list[dict]:
@@ -232,7 +250,11 @@ def main(argv: list[str] | None = None) -> None:
                 for cache in (True, False):
                     overrides = {} if cache else {"item_cache_size": 0}
                     with ServeProcess(tmp, tmp / "bentoml", tag, fs_yaml, serving=overrides) as server:
-                        asyncio.run(_load(server.url, bodies[100][:30], 2))  # warm-up
+                        for n in CANDIDATES:  # warm-up: every request once, spread over the workers (each has its own cache)
+                            asyncio.run(_load(server.url, bodies[n], 2))
+                        floor = _percentiles(asyncio.run(_http_floor(server.url, len(bodies[100]))))
+                        out[f"http_livez_c1_{'cache' if cache else 'no_cache'}"] = floor
+                        print(f"{store_name:6} GET /livez (HTTP floor) c1  p50 {floor['p50_ms']:7.1f} ms  p99 {floor['p99_ms']:7.1f} ms", flush=True)
                         for n in CANDIDATES:
                             for concurrency in CONCURRENCY:
                                 ms, seconds, errors = asyncio.run(_load(server.url, bodies[n], concurrency))
@@ -271,6 +293,8 @@ def _targets(results: dict) -> dict[str, bool]:
 def _table(results: dict) -> str:
     lines = ["| store | candidates | what | p50 (ms) | p99 (ms) | req/s | errors |", "|---|---:|---|---:|---:|---:|---:|"]
     for store, out in results["stores"].items():
+        f = out["http_livez_c1_cache"]
+        lines.append(f"| {store} | — | GET /livez c1 (BentoML's HTTP floor) | {f['p50_ms']:.1f} | {f['p99_ms']:.1f} | — | — |")
         for n in CANDIDATES:
             r = out[f"{n}_candidates"]
             for floor, name in (("online_read", "bare look-up (`online_read`, in process)"), ("get_online_features", "`get_online_features` (in process)")):

@@ -63,6 +63,7 @@ class ServingConfig(ParamsSection):
     store_check_seconds: float = 2.0  # how often a worker looks for a re-materialized or replaced store
     reconnect_seconds: float = 1.0  # after a store error, retry with a new connection this often
     ready_requires_store: bool = False  # /readyz also fails while the online store is unreachable
+    access_log: bool = True  # BentoML's access log line per request (the serving log records every answer anyway)
     log_dir: str = "data/serving_log"  # the serving log (relative: to the project root); "" turns it off
     log_max_mb: float = 64.0  # per worker: the log rotates at this size...
     log_files: int = 4  # ...and keeps this many files (so at most log_max_mb * log_files per worker)
@@ -82,8 +83,9 @@ class ServingConfig(ParamsSection):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"serving.{name} must be a number >= 0, got {value!r}")
-        if not isinstance(self.ready_requires_store, bool):
-            raise ValueError(f"serving.ready_requires_store must be true or false, got {self.ready_requires_store!r}")
+        for name in ("ready_requires_store", "access_log"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"serving.{name} must be true or false, got {getattr(self, name)!r}")
         if not isinstance(self.log_dir, str):
             raise ValueError(f"serving.log_dir must be a path (or \"\" to turn the serving log off), got {self.log_dir!r}")
 

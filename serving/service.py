@@ -27,7 +27,7 @@ from components.data.feature_store import ONLINE_REGISTRY, open_store
 from serving.config import ServingConfig, use_model_store
 from serving.online_features import OnlineBatch
 from serving.ranker import OnlineOptions, Ranker
-from serving.serving_log import SCHEMA_VERSION, ServingLog, utc_iso
+from serving.serving_log import ServingLog, serving_record
 from serving.telemetry import Telemetry
 
 log = logging.getLogger("asymdiffrec.serving")
@@ -121,7 +121,13 @@ def _request_id(ctx: bentoml.Context) -> str:
     return given or uuid.uuid4().hex
 
 
-@bentoml.service(name="asymdiffrec", workers=CONFIG.worker_count, traffic={"timeout": 30}, metrics={"enabled": True})
+@bentoml.service(
+    name="asymdiffrec",
+    workers=CONFIG.worker_count,
+    traffic={"timeout": 30},
+    metrics={"enabled": True},
+    logging={"access": {"enabled": CONFIG.access_log}},
+)
 class AsymDiffRecService:
     model_ref = bentoml.models.BentoModel(CONFIG.model_tag())
 
@@ -159,24 +165,11 @@ class AsymDiffRecService:
         self.telemetry.sync(self.ranker.online.reader, self.ranker.online.cache, self.serving_log)
         if self.serving_log is None:
             return
-        single = samples.batch.single.numpy()
-        stored = {*self.ranker.online.users.views, *self.ranker.online.items.views}
-        self.serving_log.write({
-            "schema": SCHEMA_VERSION,
-            "request_id": request_id,
-            "logged_at": utc_iso(datetime.now(timezone.utc)),
-            "endpoint": endpoint,
-            "request_time": utc_iso(when),
-            "model": self.ranker.model_tag,
-            "degraded": samples.degraded,
-            "user_ids": np.asarray(user_ids, np.int64),
-            "item_ids": np.asarray(item_ids, np.int64),
-            "scores": scores,
-            "missing": {v: samples.view_missing[:, k].astype(np.int8) for k, v in enumerate(samples.views)},
-            "age_s": {v: samples.age_s[:, k] for k, v in enumerate(samples.views) if v in stored},
-            "missing_count": samples.batch.mask.numpy().sum(1),
-            "ids": {name: single[:, j] for j, name in enumerate(self.single_fields)},
-        })
+        self.serving_log.write(serving_record(
+            request_id=request_id, endpoint=endpoint, request_time=when, model=self.ranker.model_tag,
+            user_ids=user_ids, item_ids=item_ids, scores=scores, samples=samples, single_fields=self.single_fields,
+            stored_views={*self.ranker.online.users.views, *self.ranker.online.items.views},
+        ))
 
     @bentoml.api(route="/rank", input_spec=RankInput)
     def rank(self, user_id: int, item_ids: list[int], context: RequestContext | None = None, *, ctx: bentoml.Context) -> RankResponse:

@@ -194,6 +194,8 @@ def test_a_model_that_answers_nan_is_alive_but_never_ready(tmp_path, model_store
 
 
 def test_unreachable_online_store_answers_degraded(tmp_path, workspace, model_store):
+    """Answers keep coming, degraded; /readyz stays 200 by default (every replica shares the store) and
+    fails with serving.ready_requires_store; the metrics say the store is down."""
     home, tag = model_store
     dead = _fs_yaml(workspace, tmp_path, {"type": "redis", "connection_string": "127.0.0.1:1,socket_connect_timeout=0.2"}, "dead")
     # The registry materialization left is there (a file); only the Redis behind it is down.
@@ -209,8 +211,14 @@ def test_unreachable_online_store_answers_degraded(tmp_path, workspace, model_st
         assert body["degraded"] is True
         assert body["missing"]["user_activity"] == 1.0 and body["missing"]["request_context"] == 0.0
         assert "degraded" in srv.log.read_text()
+        assert requests.get(f"{srv.url}/readyz", timeout=5).status_code == 200
+        metrics = requests.get(f"{srv.url}/metrics", timeout=5).text
+        assert "asymdiffrec_online_store_up 0.0" in metrics and 'asymdiffrec_degraded_answers_total{endpoint="rank"}' in metrics
     finally:
         srv.stop()
+    with ServeProcess(tmp_path, home, tag, dead, serving={"ready_requires_store": True}, wait_for="/livez") as strict:
+        assert requests.get(f"{strict.url}/readyz", timeout=5).status_code == 503
+        assert strict.post("/rank", {"user_id": 1, "item_ids": [1], "context": {"request_time": WHEN}}).json()["degraded"] is True
 
 
 def test_redis_online_store_by_configuration(tmp_path, workspace, model_store, server, redis_url):
