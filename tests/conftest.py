@@ -105,3 +105,21 @@ def redis_url(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def checkpoint(workspace, tmp_path_factory):
+    """A small AsymDiffRec trained for one epoch on the workspace's training split."""
+    from models import fit, save_checkpoint
+
+    features = [{"name": f.name, "view": f.view, "kind": f.kind} for f in workspace.schema.features]
+    model, schema, _ = fit(
+        workspace.splits["train"],
+        workspace.splits["validation"],
+        features,
+        {"variant": "asymdiffrec", "hidden": [64, 32]},
+        {"epochs": 1, "progress": False, "seed": 0},
+    )
+    path = tmp_path_factory.mktemp("ckpt")
+    save_checkpoint(path, model, schema)
+    return path
