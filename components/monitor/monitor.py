@@ -4,8 +4,10 @@ whether to retrain.
 Reported, served vs trained:
   - per feature view, the missing rate (and per day, for the plot);
   - the histogram of missing fields per sample, and its population stability index (PSI);
-  - PSI per feature on observed values, over the model's own encoding (categories and training-quantile
-    buckets), so the trained side is the training split encoded by the served model's schema;
+  - PSI per stored feature on observed values, over the model's own encoding (categories and
+    training-quantile buckets), so the trained side is the training split encoded by the served model's
+    schema (request-context features are left out: over a window of days their distribution reflects
+    the window, e.g. which weekdays it spans, not drift);
   - per stored view, the age of the served values (p50, p90) against the training rows';
   - once outcomes have joined by request id: served AUC/UAUC, overall and by missing-field count.
 `retrain` is true when any threshold of the `monitor:` section is crossed; `reasons` say which and by how much.
@@ -142,6 +144,8 @@ def monitor(served: Served, trained: pd.DataFrame, model_schema, config: Monitor
     feature_psi: dict[str, float] = {}
     for f in served.fields:
         spec = model_schema.fields[model_schema.names.index(f)]
+        if spec.view not in served.stored_views:  # request-time context (hour, weekday) mirrors the window's length, not drift
+            continue
         s_ids, t_ids = frame[f"id__{f}"].to_numpy(), trained[f"id__{f}"].to_numpy()
         s_ids, t_ids = s_ids[s_ids > 0], t_ids[t_ids > 0]  # observed values only
         if not len(s_ids) or not len(t_ids):
