@@ -2,7 +2,6 @@
 and its views named, against the same period replayed without it."""
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pytest
 

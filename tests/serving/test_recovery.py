@@ -2,7 +2,6 @@
 under load, without a restart and without a failed request (answers degrade instead)."""
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import time

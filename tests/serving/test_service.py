@@ -1,14 +1,11 @@
 """The BentoML service as users meet it: `bentoml serve` in its own process, called over HTTP."""
 from __future__ import annotations
 
-import os
 import shutil
 import time
-from pathlib import Path
 
 import pytest
 import requests
-import yaml
 
 from components.data.feature_store import materialize_all, prepare_online_store
 from serving.process import ServeProcess
