@@ -120,7 +120,7 @@ def _floors(fs_yaml: Path, payloads: list[dict], when: datetime) -> dict:
     from serving.online_store import OnlineReader
 
     store = open_store(fs_yaml=str(fs_yaml), registry=ONLINE_REGISTRY)
-    reader = OnlineReader(store, check_seconds=3600)
+    reader = OnlineReader(store, check_seconds=3600, reconnect_seconds=1)
     by_key = {key: [v.name for v in reader.views.values() if key in v.join_keys] for key in ("user_id", "item_id")}
     service = store.get_feature_service(FEATURE_SERVICE)
     read_ms, api_ms = [], []

@@ -53,9 +53,6 @@ class ItemCache:
         self._next = 0
         self._lock = threading.Lock()
 
-    def __len__(self) -> int:
-        return len(self._slots)
-
     def _clear(self, generation: int) -> None:
         self._slots.clear()
         self._used[:] = False

@@ -26,13 +26,13 @@ from feast import FeatureStore
 from components.data.contract import DatasetSchema, schema_from_store
 from feature_repo.definitions import REQUEST_TIME_FIELD, request_context_frame
 from models.schema import EncodedBatch, FeatureSchema
+from serving.config import ServingConfig
 from serving.encoding import BlockLayout, SampleEncoder, proto_to_python
 from serving.item_cache import ItemCache, ItemRows
 from serving.online_store import OnlineReader, Row, StoreUnavailable
 
 USER_KEY, ITEM_KEY = "user_id", "item_id"
 NO_TS = np.iinfo(np.int64).min  # a view without a row (or without an availability time)
-INT64 = np.iinfo(np.int64)
 
 
 def serving_schema(store: FeatureStore) -> DatasetSchema:
@@ -101,15 +101,17 @@ class OnlineBatch:
 class OnlineFeatures:
     """Builds encoded samples from the online store; one per service process (thread-safe)."""
 
-    def __init__(self, store: FeatureStore, model_schema: FeatureSchema, *, item_cache_size: int = 100_000,
-                 check_seconds: float = 2.0, reconnect_seconds: float = 1.0):
+    def __init__(self, store: FeatureStore, model_schema: FeatureSchema, config: ServingConfig):
+        """`config` gives the item cache's size and how often the store is checked and retried."""
         self.contract = serving_schema(store)
         self.encoder = SampleEncoder(model_schema)
-        self.reader = OnlineReader(store, check_seconds, reconnect_seconds)
-        self.cache = ItemCache(item_cache_size)
+        self.reader = OnlineReader(store, config.store_check_seconds, config.reconnect_seconds)
+        self.cache = ItemCache(config.item_cache_size)
         self.views = tuple(self.contract.views)
         self.users = self._group(USER_KEY)
         self.items = self._group(ITEM_KEY)
+        self.stored_views = frozenset((*self.users.views, *self.items.views))
+        self.single_field_names = [model_schema.fields[i].name for i in model_schema.single_fields]
         self.context_layout = self.encoder.layout(self.context_views())
         self._context: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._context_lock = threading.Lock()

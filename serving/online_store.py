@@ -50,7 +50,7 @@ def _file_identity(path: Path) -> tuple:
 class OnlineReader:
     """Reads feature-view rows by entity id; reconnects after errors and when the store changes."""
 
-    def __init__(self, store: FeatureStore, check_seconds: float = 2.0, reconnect_seconds: float = 1.0):
+    def __init__(self, store: FeatureStore, check_seconds: float, reconnect_seconds: float):
         self.store = store
         self.config = store.config
         self.views = {v.name: v for v in store.list_feature_views()}

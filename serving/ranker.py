@@ -14,6 +14,7 @@ import torch
 from feast import FeatureStore
 
 from models import load_checkpoint
+from serving.config import ServingConfig
 from serving.online_features import OnlineBatch, OnlineFeatures
 
 
@@ -27,26 +28,15 @@ class RankResult:
     samples: OnlineBatch
 
 
-@dataclass(frozen=True)
-class OnlineOptions:
-    """How the online path reads the store (the `serving:` knobs it needs)."""
-
-    item_cache_size: int = 100_000
-    store_check_seconds: float = 2.0
-    reconnect_seconds: float = 1.0
-
-
 class Ranker:
     """Loads the checkpoint and the serving schema once; scores (user, item) pairs at a request time."""
 
-    def __init__(self, checkpoint_dir: Path, store: FeatureStore, model_tag: str, options: OnlineOptions = OnlineOptions()):
+    def __init__(self, checkpoint_dir: Path, store: FeatureStore, model_tag: str, config: ServingConfig | None = None):
+        """`config`: the `serving:` knobs (default: params.yaml's, as the service reads them)."""
         checkpoint = load_checkpoint(checkpoint_dir)
         self.model = checkpoint.model.eval()
         self.features = checkpoint.schema
-        self.online = OnlineFeatures(
-            store, checkpoint.schema, item_cache_size=options.item_cache_size,
-            check_seconds=options.store_check_seconds, reconnect_seconds=options.reconnect_seconds,
-        )
+        self.online = OnlineFeatures(store, checkpoint.schema, config or ServingConfig.load())
         self.schema = self.online.contract
         self.model_tag = model_tag
 

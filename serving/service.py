@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from components.data.feature_store import ONLINE_REGISTRY, open_store
 from serving.config import ServingConfig, use_model_store
 from serving.online_features import OnlineBatch
-from serving.ranker import OnlineOptions, Ranker
+from serving.ranker import Ranker
 from serving.serving_log import ServingLog, serving_record
 from serving.telemetry import Telemetry
 
@@ -135,14 +135,12 @@ class AsymDiffRecService:
         torch.set_num_threads(CONFIG.torch_threads)
         stored = bentoml.models.get(self.model_ref.tag)
         store = open_store(fs_yaml=os.environ.get("FEAST_FS_YAML"), registry=ONLINE_REGISTRY)
-        options = OnlineOptions(CONFIG.item_cache_size, CONFIG.store_check_seconds, CONFIG.reconnect_seconds)
-        self.ranker = Ranker(Path(stored.path), store, str(stored.tag), options)
+        self.ranker = Ranker(Path(stored.path), store, str(stored.tag), CONFIG)
         online = self.ranker.online
-        self.telemetry = Telemetry(str(stored.tag), online.views, {*online.users.views, *online.items.views})
+        self.telemetry = Telemetry(str(stored.tag), online.views, online.stored_views)
         folder = CONFIG.log_path()
         worker = f"w{bentoml.server_context.worker_index or os.getpid()}"
         self.serving_log = ServingLog(folder, worker, int(CONFIG.log_max_mb * 2**20), CONFIG.log_files) if folder else None
-        self.single_fields = [self.ranker.features.fields[i].name for i in self.ranker.features.single_fields]
         self.model_ready = self.ranker.probe()  # a model that answers NaN never takes traffic
         self.telemetry.sync(online.reader, online.cache, self.serving_log)
         if self.model_ready:
@@ -167,8 +165,8 @@ class AsymDiffRecService:
             return
         self.serving_log.write(serving_record(
             request_id=request_id, endpoint=endpoint, request_time=when, model=self.ranker.model_tag,
-            user_ids=user_ids, item_ids=item_ids, scores=scores, samples=samples, single_fields=self.single_fields,
-            stored_views={*self.ranker.online.users.views, *self.ranker.online.items.views},
+            user_ids=user_ids, item_ids=item_ids, scores=scores, samples=samples,
+            single_fields=self.ranker.online.single_field_names, stored_views=self.ranker.online.stored_views,
         ))
 
     @bentoml.api(route="/rank", input_spec=RankInput)

@@ -45,7 +45,6 @@ class ServingLog:
         self.path = self.folder / f"{FILE_PREFIX}{worker}.jsonl"
         self.max_bytes = max(1, int(max_bytes))
         self.files = max(1, int(files))
-        self.written = 0
         self.dropped = 0  # records that could not be written (disk full, permissions): counted, never raised
         self._lock = threading.Lock()
         self._out = self.path.open("ab", buffering=0)  # unbuffered: each record reaches the file in one write
@@ -60,7 +59,6 @@ class ServingLog:
                     self._rotate()
                 self._out.write(line)
                 self._size += len(line)
-                self.written += 1
             except OSError as err:
                 self.dropped += 1
                 if self.dropped == 1:
@@ -84,7 +82,7 @@ class ServingLog:
 
 
 def serving_record(*, request_id: str, endpoint: str, request_time: datetime, model: str, user_ids: Any, item_ids: Any,
-                   scores: np.ndarray, samples: "OnlineBatch", single_fields: list[str], stored_views: set[str]) -> dict[str, Any]:
+                   scores: np.ndarray, samples: "OnlineBatch", single_fields: list[str], stored_views: frozenset[str]) -> dict[str, Any]:
     """The log record of one answer (the schema above); the service and any replay of traffic both build it here."""
     single = samples.batch.single.numpy().T.copy()  # one contiguous row per field
     missing = samples.view_missing.T.astype(np.int8)

@@ -116,7 +116,10 @@ def replay(
     (replacing what was there only once complete). The online store is an SQLite store of the replay's own,
     built from the applied registry in `registry_dir`: a replay never writes into a live store."""
     from components.data.feature_store import DEFAULT_FS_YAML, REPO_DIR
-    from serving.ranker import OnlineOptions, Ranker
+    from dataclasses import replace
+
+    from serving.config import ServingConfig
+    from serving.ranker import Ranker
     from serving.serving_log import ServingLog, serving_record
 
     incident = config.incident_spec()
@@ -158,9 +161,8 @@ def replay(
             store.materialize(start_date=since[view], end_date=at, feature_views=[view])
             since[view] = at
 
-    ranker = Ranker(Path(checkpoint_dir), store, model_tag, OnlineOptions(store_check_seconds=0))
-    single_fields = [ranker.features.fields[i].name for i in ranker.features.single_fields]
-    stored = {*ranker.online.users.views, *ranker.online.items.views}
+    # check the store on every read: the daily runs change it between requests
+    ranker = Ranker(Path(checkpoint_dir), store, model_tag, replace(ServingConfig.load(), store_check_seconds=0))
     serving_log = ServingLog(staging / "serving_log", "replay", 2**40, 1)
     outcomes = []
     degraded = samples = 0
@@ -180,7 +182,7 @@ def replay(
         request_id = f"replay-{int(group['event_id'].iloc[0])}"
         serving_log.write(serving_record(
             request_id=request_id, endpoint="rank", request_time=when, model=model_tag, user_ids=np.full(len(items), user),
-            item_ids=items, scores=result.scores, samples=result.samples, single_fields=single_fields, stored_views=stored,
+            item_ids=items, scores=result.scores, samples=result.samples, single_fields=ranker.online.single_field_names, stored_views=ranker.online.stored_views,
         ))
         samples += len(items)
         degraded += int(result.degraded)

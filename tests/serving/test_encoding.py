@@ -3,11 +3,14 @@ builder (`to_training_frame` + `FeatureSchema.encode`) on every row of the test 
 goes through Feast's own value protos, the online decoder, the TTL check and the column assembly."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from components.data.feature_store import open_store
+from serving.config import ServingConfig
 
 
 def _python(value, dtype: str):
@@ -47,7 +50,7 @@ def test_the_online_path_encodes_every_test_row_as_the_training_builder_does(wor
 
     store = open_store(workspace.repo_dir)
     model = load_checkpoint(checkpoint)
-    online = OnlineFeatures(store, model.schema, item_cache_size=0)
+    online = OnlineFeatures(store, model.schema, replace(ServingConfig.load(), item_cache_size=0))
     test = workspace.splits["test"].reset_index(drop=True)
     assert len(test) > 1000
     users = online.decode(online.users, _store_rows(store, test, online.users))
@@ -81,7 +84,7 @@ def test_ttl_is_applied_at_request_time_to_a_row_read_earlier(workspace, checkpo
     from serving.online_features import OnlineFeatures
 
     store = open_store(workspace.repo_dir)
-    online = OnlineFeatures(store, load_checkpoint(checkpoint).schema, item_cache_size=0)
+    online = OnlineFeatures(store, load_checkpoint(checkpoint).schema, replace(ServingConfig.load(), item_cache_size=0))
     test = workspace.splits["test"]
     row = test[test[online.contract.view_mask("item_stats")] == 0].head(1)
     items = online.decode(online.items, _store_rows(store, row, online.items))

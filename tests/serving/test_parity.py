@@ -28,12 +28,15 @@ def test_online_features_and_scores_equal_the_offline_ones(workspace, parity_con
     """Replay test events: the store as it stood at each event, served by the service's path, gives
     the training row's encoded features, missing masks and availability times, and its score."""
     from models import load_checkpoint, predict
-    from serving.ranker import OnlineOptions, Ranker
+    from dataclasses import replace
+
+    from serving.config import ServingConfig
+    from serving.ranker import Ranker
 
     store = prepare_online_store(workspace.repo_dir, fs_yaml=parity_config)
     schema = serving_schema(store)
     # check the store on every read: materialize() below changes it between requests
-    ranker = Ranker(checkpoint, store, model_tag="test:1", options=OnlineOptions(store_check_seconds=0))
+    ranker = Ranker(checkpoint, store, model_tag="test:1", config=replace(ServingConfig.load(), store_check_seconds=0))
     offline = load_checkpoint(checkpoint)
     test = workspace.splits["test"]
     events = test.iloc[np.linspace(0, len(test) - 1, 8).astype(int)].sort_values("event_timestamp")
@@ -67,13 +70,14 @@ def test_online_features_and_scores_equal_the_offline_ones(workspace, parity_con
 def test_unreachable_online_store_degrades_to_missing_views(workspace, checkpoint, monkeypatch):
     from components.data.feature_store import open_store
     from models import load_checkpoint
+    from serving.config import ServingConfig
     from serving.online_features import OnlineFeatures
 
     monkeypatch.setenv("REDIS_CONNECTION_STRING", "127.0.0.1:1,socket_connect_timeout=0.2")  # nothing listens on port 1
     store = open_store(workspace.repo_dir, fs_yaml="feature_store.redis.yaml")
     schema = serving_schema(open_store(workspace.repo_dir))
     model_schema = load_checkpoint(checkpoint).schema
-    online = OnlineFeatures(store, model_schema)
+    online = OnlineFeatures(store, model_schema, ServingConfig.load())
     when = pd.Timestamp("1998-03-01 20:30", tz="UTC").to_pydatetime()
     served = online.build(1, [1, 2, 3], when)
     assert served.degraded and "unavailable" in served.errors[0]
