@@ -80,6 +80,8 @@ def asymdiffrec_pipeline(
     gpu_tolerations: list = GPU_TOLERATIONS,
     bentoml_home: str = "",
     model_store_pvc: str = "asymdiffrec-model-store",
+    # the service's serving log, mirrored to object storage (s3://...): shadow the candidate on it ("" = no shadow)
+    serving_log_uri: str = "",
 ):
     raw = c.ingest_op(ingest_config=ingest_config, source=source, n_events=n_events).set_display_name("ingest")
     features = c.feature_jobs_op(raw=raw.outputs["raw"], feature_jobs_config=feature_jobs_config).set_display_name("feature jobs")
@@ -111,10 +113,11 @@ def asymdiffrec_pipeline(
     )
     uses_model_store(no_cache(evaluate.set_display_name("evaluate")), model_store_pvc)  # reads the current champion
     promote = c.promote_op(
-        dataset=validated.outputs["validated"], model=train.outputs["model"], evaluation=evaluate.outputs["evaluation"],
-        thresholds=promotion_thresholds, model_name=model_name, bentoml_home=bentoml_home,
+        dataset=validated.outputs["validated"], features=features.outputs["features"], model=train.outputs["model"],
+        evaluation=evaluate.outputs["evaluation"], thresholds=promotion_thresholds, model_name=model_name,
+        bentoml_home=bentoml_home, serving_log_uri=serving_log_uri,
     )
-    uses_model_store(no_cache(promote.set_display_name("promote")), model_store_pvc)
+    uses_feature_store(uses_model_store(no_cache(promote.set_display_name("promote")), model_store_pvc))  # S3 endpoint and keys for the log
     with dsl.If(promote.outputs["Output"] == True, name="promoted"):  # noqa: E712 (a KFP condition, not a Python test)
         package = c.package_op(model_name=model_name, bentoml_home=bentoml_home)
         uses_model_store(no_cache(package.set_display_name("package")), model_store_pvc)

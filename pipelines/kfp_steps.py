@@ -7,6 +7,8 @@ annotations` here: KFP reads the annotations as types.)
 """
 
 from kfp import dsl
+from typing import NamedTuple
+
 from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
 
 from pipelines.image import PROJECT_IMAGE
@@ -179,25 +181,36 @@ def evaluate_op(
 @component
 def promote_op(
     dataset: Input[Dataset],
+    features: Input[Dataset],
     model: Input[Model],
     evaluation: Input[Artifact],
     thresholds: str,
     model_name: str,
     bentoml_home: str,
+    serving_log_uri: str,
     decision: Output[Artifact],
 ) -> bool:
     """The gate against the champion: a passing model becomes the production model in the BentoML
     store; a failing one stays a candidate, and the decision says why. `thresholds` is the params.yaml
-    `promote:` section as JSON. Returns whether it promoted: the one output the package condition reads."""
+    `promote:` section as JSON. With a `serving_log_uri` (the folder the service's log is mirrored to;
+    "" = none), the candidate and the champion are also shadowed on the logged requests, whose rows
+    come from this run's `features`. Returns whether it promoted: the one output the package condition reads."""
     import json
+    import tempfile
     from pathlib import Path
 
-    from components.lifecycle.promote import run_promote
+    from pipelines.remote import fetch_folder
+    from components.lifecycle.promote import ShadowInputs, run_promote
 
-    outcome = run_promote(
-        Path(model.path), Path(evaluation.path), json.loads(thresholds), model_name, Path(decision.path),
-        Path(dataset.path), bentoml_home,
-    )
+    with tempfile.TemporaryDirectory(prefix="serving-log-") as tmp:
+        shadow = None
+        if serving_log_uri:
+            log_dir = fetch_folder(serving_log_uri, Path(tmp) / "log")
+            shadow = ShadowInputs(log_dir, Path(features.path), Path(dataset.path) / "schema.json", log_dir / "outcomes.jsonl")
+        outcome = run_promote(
+            Path(model.path), Path(evaluation.path), json.loads(thresholds), model_name, Path(decision.path),
+            Path(dataset.path), bentoml_home, shadow,
+        )
     decision.metadata.update({"promoted": bool(outcome["promoted"]), "tag": str(outcome.get("tag") or "")})
     return bool(outcome["promoted"])
 
@@ -211,3 +224,58 @@ def package_op(model_name: str, bentoml_home: str, bento: Output[Artifact]):
 
     result = package_step(model_name, Path(bento.path), bentoml_home=bentoml_home)
     bento.metadata.update({k: v for k, v in result.items() if isinstance(v, (str, int, float, bool))})
+
+
+@component
+def monitor_op(
+    reference: Input[Dataset],
+    serving_log_uri: str,
+    monitor_config: str,
+    model_name: str,
+    bentoml_home: str,
+    report: Output[Artifact],
+    summary: Output[Metrics],
+) -> NamedTuple("Decision", [("retrain", bool), ("reasons", str)]):
+    """Served traffic (the serving log folder at `serving_log_uri`, with `outcomes.jsonl` beside its files
+    once labels have joined) against the training split of `reference` (the validated dataset the production model was trained on),
+    both encoded by the production model's feature schema. `monitor_config` is the params.yaml `monitor:`
+    section as JSON. Returns the decision and its reasons (a JSON list): the retrain condition reads them."""
+    import json
+    import tempfile
+    from collections import namedtuple
+    from pathlib import Path
+
+    from pipelines.remote import fetch_folder
+    from components.lifecycle.model_registry import champion_checkpoint
+    from components.lifecycle.model_store import use_bentoml_home
+    from components.monitor.monitor import MonitorConfig, monitor_step
+    from components.monitor.monitor import summary as headline
+
+    use_bentoml_home(bentoml_home)
+    checkpoint = champion_checkpoint(model_name)
+    if checkpoint is None:
+        raise ValueError(f"no production model {model_name!r} in the model store: nothing is being served to monitor")
+    with tempfile.TemporaryDirectory(prefix="serving-log-") as tmp:
+        log_dir = fetch_folder(serving_log_uri, Path(tmp) / "log")
+        result = monitor_step(log_dir, Path(reference.path), checkpoint, Path(report.path), None,
+                              MonitorConfig.from_dict(json.loads(monitor_config)), log_dir / "outcomes.jsonl")
+    for name, value in headline(result).items():
+        summary.log_metric(name, float(value))
+    report.metadata.update({"retrain": bool(result["retrain"]), "reasons": "; ".join(result["reasons"])})
+    decision = namedtuple("Decision", ["retrain", "reasons"])
+    return decision(bool(result["retrain"]), json.dumps(result["reasons"]))
+
+
+@component
+def retrain_op(reasons: str, training_arguments: str, serving_log_uri: str, experiment: str, kfp_host: str) -> str:
+    """Start a run of the training pipeline (the image's own version of it) with `training_arguments`
+    (JSON: its parameters; {} = params.yaml's defaults) and the monitored `serving_log_uri`, which its
+    promote step shadows the challenger on; returns the run id."""
+    import json
+
+    import kfp
+
+    from pipelines.retrain import start_training_run
+
+    arguments = {"serving_log_uri": serving_log_uri, **json.loads(training_arguments)}
+    return start_training_run(kfp.Client(host=kfp_host or None), arguments, experiment, json.loads(reasons))

@@ -123,8 +123,10 @@ def utc_iso(when: datetime) -> str:
 
 
 def read_serving_log(folder: Path) -> Iterator[dict[str, Any]]:
-    """Every record under `folder`, oldest file first (rotated files before the live one)."""
-    paths = sorted(Path(folder).glob(f"{FILE_PREFIX}*.jsonl*"), key=lambda p: (p.name.split(".jsonl")[0], -_rotation(p)))
+    """Every record under `folder` and its subfolders (one per replica, when a deployment mirrors each
+    pod's log to a bucket), per worker oldest file first (rotated files before the live one)."""
+    paths = sorted(Path(folder).rglob(f"{FILE_PREFIX}*.jsonl*"),
+                   key=lambda p: (str(p.parent), p.name.split(".jsonl")[0], -_rotation(p)))
     for path in paths:
         with path.open(encoding="utf-8") as lines:
             for line in lines:

@@ -17,7 +17,7 @@ from models.metrics import METRICS
 ROOT = Path(__file__).resolve().parents[1]
 DATA_STAGES = ["ingest", "features", "feast_apply", "materialize", "dataset", "validate", "data_summary"]
 FEAST_STAGES = {"feast_apply", "materialize", "dataset", "validate"}  # the stages that open the Feast config
-METRICS_FILES = {"metrics/data_summary.json", "metrics/model_summary.json"}
+METRICS_FILES = {"metrics/data_summary.json", "metrics/model_summary.json", "metrics/monitor_summary.json"}
 MAX_COLUMNS = 40  # what a reader can still scan in `dvc metrics show` / `dvc exp show --only-changed`
 N_EVENTS = 20_000
 
@@ -162,16 +162,22 @@ def test_dvc_repro_runs_the_whole_pipeline_to_a_production_model(repo_copy, tmp_
     params = yaml.safe_load((repo_copy / "params.yaml").read_text())
     params["quality"].update(seeds=[0], variants=["base", "asymdiffrec"])
     params["train"]["epochs"] = 1
-    params["promote"].update(min_gain_over_base=-1.0, min_bucket_rows=50)  # one epoch on small data: promote what trained
+    # one epoch on small data: promote what trained (its shadow is recorded, not held against it)
+    params["promote"].update(min_gain_over_base=-1.0, min_bucket_rows=50, shadow_min_correlation=None, shadow_max_auc_drop=None)
     (repo_copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
     out = _run(["dvc", "repro"], repo_copy).stdout
-    for stage in ("quality", "train", "evaluate", "promote", "model_summary", "package"):
+    for stage in ("quality", "train", "evaluate", "replay", "monitor", "promote", "model_summary", "package"):
         assert f"Running stage '{stage}'" in out
     evaluation = json.loads((repo_copy / "metrics" / "evaluate.json").read_text())
     assert set(evaluation["models"]) == {"candidate", "base"}  # no champion before the first promotion
     decision = json.loads((repo_copy / "metrics" / "promotion.json").read_text())
     assert decision["promoted"] and decision["tag"]
+    shadow = decision["checks"]["shadow"]  # the candidate against the base model on the replayed requests
+    assert shadow["reference_model"] == "base" and shadow["samples"] > 1000 and shadow["served"]["joined"] == shadow["samples"]
+    monitored = json.loads((repo_copy / "reports" / "monitor.json").read_text())
+    assert monitored["served_samples"] == shadow["samples"] and isinstance(monitored["retrain"], bool)
+    assert (repo_copy / "reports" / "monitor_missing_rate.png").exists() and (repo_copy / "reports" / "monitor_psi.png").exists()
     package = json.loads((repo_copy / "metrics" / "package.json").read_text())
     assert package["tag"] == decision["tag"] and package["labels"]["stage"] == "production"
     lock = yaml.safe_load((repo_copy / "dvc.lock").read_text())

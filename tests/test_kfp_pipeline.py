@@ -18,13 +18,43 @@ STEPS = {
 
 
 @pytest.fixture(scope="module")
-def compiled(tmp_path_factory) -> tuple[dict, dict]:
-    """kfp_compile.py run as a user runs it; returns the pipeline spec and the Kubernetes platform spec."""
-    out = tmp_path_factory.mktemp("kfp") / "pipeline.yaml"
+def compiled_files(tmp_path_factory) -> tuple[Path, Path]:
+    """kfp_compile.py run as a user runs it: the training and the monitoring pipeline."""
+    folder = tmp_path_factory.mktemp("kfp")
+    out, monitoring = folder / "pipeline.yaml", folder / "monitoring.yaml"
     env = {**os.environ, "ASYMDIFFREC_IMAGE": "registry.example.com/asymdiffrec:test"}
-    subprocess.run([sys.executable, "kfp_compile.py", "--output", str(out)], cwd=ROOT, env=env, check=True, capture_output=True)
-    pipeline_spec, platform_spec = yaml.safe_load_all(out.read_text())
+    subprocess.run([sys.executable, "kfp_compile.py", "--output", str(out), "--monitoring-output", str(monitoring)],
+                   cwd=ROOT, env=env, check=True, capture_output=True)
+    return out, monitoring
+
+
+@pytest.fixture(scope="module")
+def compiled(compiled_files) -> tuple[dict, dict]:
+    """The training pipeline's spec and its Kubernetes platform spec."""
+    pipeline_spec, platform_spec = yaml.safe_load_all(compiled_files[0].read_text())
     return pipeline_spec, platform_spec
+
+
+def test_compiled_monitoring_pipeline_starts_training_only_when_the_monitor_says_so(compiled_files):
+    spec, platform = yaml.safe_load_all(compiled_files[1].read_text())
+    root = spec["root"]["dag"]["tasks"]
+    assert {"monitor-op", "importer"} <= set(root) and "retrain-op" not in root
+    gates = [t for t in root.values() if "condition" in t.get("triggerPolicy", {})]
+    assert len(gates) == 1
+    condition = gates[0]["triggerPolicy"]["condition"]
+    assert "monitor-op-retrain" in condition and "== true" in condition
+    inner = spec["components"][gates[0]["componentRef"]["name"]]["dag"]["tasks"]
+    assert set(inner) == {"retrain-op"}
+    inputs = inner["retrain-op"]["inputs"]["parameters"]
+    assert inputs["reasons"]["componentInputParameter"] == "pipelinechannel--monitor-op-reasons"
+    assert inputs["serving_log_uri"]["componentInputParameter"] == "pipelinechannel--serving_log_uri"  # the retraining shadows on it
+    defaults = {k: v.get("defaultValue") for k, v in spec["root"]["inputDefinitions"]["parameters"].items()}
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert json.loads(defaults["monitor_config"]) == params["monitor"]
+    assert defaults["model_name"] == params["serving"]["model_name"]
+    assert {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values() if "container" in e} == {"registry.example.com/asymdiffrec:test"}
+    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-monitor-op"]
+    assert k8s["pvcMount"][0]["mountPath"] == "/bentoml"  # the production model's schema comes from the model store
 
 
 def _all_tasks(spec: dict) -> dict[str, dict]:
@@ -86,7 +116,7 @@ KEYS = {
 CLUSTER = {
     "gpu_count": 1, "gpu_node_selector": {"asymdiffrec.io/pool": "gpu"},
     "gpu_tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-    "bentoml_home": "", "model_store_pvc": "asymdiffrec-model-store",
+    "bentoml_home": "", "model_store_pvc": "asymdiffrec-model-store", "serving_log_uri": "",
 }
 
 
@@ -107,7 +137,9 @@ def test_every_pipeline_parameter_defaults_to_params_yaml(compiled):
         assert defaults[name] == _dotted(params, key), name
     for name, value in CLUSTER.items():
         assert defaults[name] == value, name
-    sections = {k for k in params if isinstance(params[k], dict)} - {"quality"}  # quality: a DVC-only report
+    # DVC only: the quality report, and the replayed traffic that stands in for a service on one machine;
+    # monitor: the monitoring pipeline's (its test checks that default)
+    sections = {k for k in params if isinstance(params[k], dict)} - {"quality", "replay", "monitor"}
     covered = set(SECTIONS.values()) | {k.split(".")[0] for k in KEYS.values()}
     assert sections <= covered, f"params.yaml sections the pipeline cannot set: {sections - covered}"
 

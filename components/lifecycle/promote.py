@@ -12,6 +12,13 @@ and the production pointer moves to it; a refused one is saved as stage=candidat
 and production stays where it was. Either way the decision, with every check and the reasons, goes
 to the decision file. A refusal is a normal outcome: the command exits 0.
 
+Shadow evidence: given a serving log (the service's, or the replay's), the candidate and the champion
+(the base model while there is none) both score the logged requests with the very values and masks that
+were served (components/lifecycle/shadow.py). The decision records their score correlation, top-10
+overlap per request and, where outcomes have joined, each one's AUC/UAUC on served traffic; a candidate
+that wins offline while its scores barely correlate with the champion's on real traffic
+(`shadow_min_correlation`), or that loses more than `shadow_max_auc_drop` AUC there, is refused.
+
 Only weights that were evaluated ship: the evaluate step records the md5 of the candidate's weights it
 scored, and the gate refuses (saving nothing) when the weights about to be saved have another md5,
 e.g. the candidate was retrained after the evaluation.
@@ -48,8 +55,14 @@ class Thresholds(ParamsSection):
     max_bucket_regression: float = 0.01  # largest AUC drop vs the champion on any missing-count bucket...
     min_bucket_rows: int = 200  # ...that has at least this many test rows
     save_refused: bool = True  # keep a refused candidate in the store as stage=candidate
+    shadow_min_correlation: float | None = 0.5  # Spearman of the two models' scores on logged traffic (None: not checked)
+    shadow_max_auc_drop: float | None = 0.02  # candidate's served AUC below the reference's by more than this refuses (None: not checked)
 
     def validate(self) -> None:
+        for name in ("shadow_min_correlation", "shadow_max_auc_drop"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value)):
+                raise ValueError(f"promote.{name} must be a number or null (not checked), got {value!r}")
         if not isinstance(self.metrics, tuple) or not self.metrics:
             raise ValueError(f"promote.metrics must be a non-empty list of {list(METRICS)}, got {self.metrics!r}")
         bad = [m for m in self.metrics if m not in METRICS]
@@ -116,6 +129,56 @@ def gate(evaluation: dict[str, Any], thresholds: Thresholds) -> tuple[bool, list
     return not reasons, reasons, checks
 
 
+@dataclass(frozen=True)
+class ShadowInputs:
+    """Where the logged traffic is: a serving log folder, the feature tables its rows came from, the dataset
+    contract (schema.json) and, optionally, the outcomes joined by request id."""
+
+    serving_log: Path
+    features_dir: Path
+    schema_path: Path
+    outcomes: Path | None = None
+
+
+def shadow_check(inputs: ShadowInputs | None, candidate: Path, reference: Path | None, reference_name: str,
+                 thresholds: Thresholds) -> tuple[dict[str, Any], list[str]]:
+    """The shadow comparison's check and the reasons it refuses, if any. No log, an empty one or no
+    reference model: recorded as skipped, never a refusal."""
+    if inputs is None or not Path(inputs.serving_log).is_dir():
+        return {"skipped": "no serving log given", "passed": True}, []
+    if reference is None:
+        return {"skipped": f"no {reference_name} model to compare with", "passed": True}, []
+    import pandas as pd
+
+    from components.data.contract import DatasetSchema
+    from components.lifecycle.shadow import shadow_compare
+    from serving.serving_log import read_serving_log
+
+    records = list(read_serving_log(Path(inputs.serving_log)))
+    if not records:
+        return {"skipped": f"the serving log {inputs.serving_log} holds no records", "passed": True}, []
+    if not Path(inputs.schema_path).exists():
+        raise FileNotFoundError(f"{inputs.schema_path} not found; the shadow comparison needs the dataset contract (data/validated/schema.json)")
+    contract = DatasetSchema.from_dict(json.loads(Path(inputs.schema_path).read_text()), str(inputs.schema_path))
+    outcomes = None
+    if inputs.outcomes is not None and Path(inputs.outcomes).exists() and Path(inputs.outcomes).stat().st_size:
+        outcomes = pd.read_json(inputs.outcomes, lines=True)
+    report = shadow_compare(records, Path(inputs.features_dir), contract, candidate, reference, outcomes)
+    report["reference_model"] = reference_name
+    reasons = []
+    corr = report.get("score_spearman")
+    if thresholds.shadow_min_correlation is not None and corr is not None and corr < thresholds.shadow_min_correlation:
+        reasons.append(f"on {report['samples']} logged samples the candidate's scores correlate {corr:.3f} with the {reference_name}'s "
+                       f"(Spearman < shadow_min_correlation {thresholds.shadow_min_correlation})")
+    delta_auc = ((report.get("served") or {}).get("delta") or {}).get("auc")  # candidate minus reference, where labels joined
+    drop = None if delta_auc is None else -delta_auc
+    if thresholds.shadow_max_auc_drop is not None and drop is not None and drop > thresholds.shadow_max_auc_drop:
+        reasons.append(f"on served traffic the candidate's AUC is {drop:.4f} below the {reference_name}'s "
+                       f"(> shadow_max_auc_drop {thresholds.shadow_max_auc_drop})")
+    report["passed"] = not reasons
+    return report, reasons
+
+
 def _labels(stage: str, evaluation: dict[str, Any], config: dict[str, Any], dataset_hash: str) -> dict[str, str]:
     nat = evaluation["models"]["candidate"]["natural"]
     labels = {"stage": stage, "dataset_hash": dataset_hash or "unknown"}
@@ -131,7 +194,8 @@ def _evaluated_weights(evaluation: dict[str, Any], model: str) -> str | None:
 
 
 def promote_step(
-    models_dir: Path, evaluation: dict, thresholds: dict, model_name: str, decision_path: Path, dataset_hash: str = ""
+    models_dir: Path, evaluation: dict, thresholds: dict, model_name: str, decision_path: Path, dataset_hash: str = "",
+    shadow: ShadowInputs | None = None,
 ) -> dict:
     """The gate. thresholds from params.yaml `promote:` (min_gain_over_champion on AUC (and/or UAUC), max_bucket_regression:
     the largest allowed AUC drop vs the champion on any missing-count bucket with enough rows; with no champion yet, the
@@ -148,10 +212,11 @@ def promote_step(
     with tempfile.TemporaryDirectory(prefix="promote-") as tmp:
         staged = Path(tmp) / checkpoints.CANDIDATE
         shutil.copytree(source, staged)  # what is digested below is exactly what would be saved
-        return _decide(staged, evaluation, limits, model_name, Path(decision_path), dataset_hash)
+        return _decide(staged, evaluation, limits, model_name, Path(decision_path), dataset_hash, shadow, checkpoints.base_dir(models_dir))
 
 
-def _decide(candidate: Path, evaluation: dict, limits: Thresholds, model_name: str, decision_path: Path, dataset_hash: str) -> dict:
+def _decide(candidate: Path, evaluation: dict, limits: Thresholds, model_name: str, decision_path: Path, dataset_hash: str,
+            shadow: ShadowInputs | None = None, base: Path | None = None) -> dict:
     """promote_step on a staged copy of the candidate."""
     config = json.loads((candidate / "config.json").read_text())
     if not dataset_hash:
@@ -181,6 +246,12 @@ def _decide(candidate: Path, evaluation: dict, limits: Thresholds, model_name: s
     elif current is not None and _evaluated_weights(evaluation, "champion") not in (None, checkpoints.weights_digest(current)):
         passed = False
         reasons.append(f"the production model {champion} has other weights than the champion the evaluation scored; re-run the evaluate step")
+
+    reference, reference_name = (current, "champion") if current is not None else (base if base is not None and base.exists() else None, "base")
+    checks["shadow"], shadow_reasons = shadow_check(shadow, candidate, reference, reference_name, limits)
+    if shadow_reasons:
+        passed = False
+        reasons.extend(shadow_reasons)
 
     if current is not None and (current / checkpoints.WEIGHTS).exists() and checkpoints.weights_digest(current) == digest:
         passed = False
@@ -214,6 +285,7 @@ def run_promote(
     decision_path: Path,
     dataset_dir: Path | None = None,
     bentoml_home: str = "",
+    shadow: ShadowInputs | None = None,
 ) -> dict:
     """The promote step as the CLI and the KFP step both run it: the evaluate step's file, the `promote:`
     section, the store `bentoml_home` ("": $BENTOML_HOME, else the project's data/bentoml); the model
@@ -227,7 +299,8 @@ def run_promote(
         from components.lifecycle.train import dataset_hash
 
         dataset = dataset_hash(Path(dataset_dir))
-    return promote_step(Path(models_dir), json.loads(evaluation_path.read_text()), thresholds or {}, model_name, Path(decision_path), dataset)
+    return promote_step(Path(models_dir), json.loads(evaluation_path.read_text()), thresholds or {}, model_name, Path(decision_path),
+                        dataset, shadow)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -236,11 +309,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--evaluation", type=Path, default=Path("metrics/evaluate.json"))
     parser.add_argument("--decision", type=Path, default=Path("metrics/promotion.json"))
     parser.add_argument("--params", default="params.yaml", help="reads promote: and serving.model_name")
+    parser.add_argument("--serving-log", type=Path, default=None, help="a serving log folder: shadow both models on its requests")
+    parser.add_argument("--outcomes", type=Path, default=None, help="labels by request_id and item_id (JSON lines), for served AUC")
+    parser.add_argument("--features", type=Path, default=Path("data/features"), help="the feature tables the logged rows came from")
+    parser.add_argument("--dataset-schema", type=Path, default=Path("data/validated/schema.json"), help="the dataset contract")
     args = parser.parse_args(argv)
+    shadow = None if args.serving_log is None else ShadowInputs(args.serving_log, args.features, args.dataset_schema, args.outcomes)
     try:
         params = load_params(args.params)
         decision = run_promote(
-            args.models, args.evaluation, params.get("promote"), section(params, "serving", "model_name"), args.decision
+            args.models, args.evaluation, params.get("promote"), section(params, "serving", "model_name"), args.decision,
+            shadow=shadow,
         )
     except (FileNotFoundError, KeyError, ValueError, registry.StoreError) as e:
         print(f"promote: {e}", file=sys.stderr)
@@ -250,6 +329,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         kept = f"kept as candidate {decision['tag']}" if decision["tag"] else "not saved"
         print(f"refused ({kept}); production stays {decision['production'] or 'empty'}:\n  " + "\n  ".join(decision["reasons"]))
+    shadow_report = decision["checks"].get("shadow", {})
+    if "skipped" not in shadow_report:
+        overlap = shadow_report.get(f"top{shadow_report['top_k']}_overlap")
+        print(f"shadow on {shadow_report['samples']} logged samples vs the {shadow_report['reference_model']}: "
+              f"score Spearman {shadow_report['score_spearman']:.3f}, top-{shadow_report['top_k']} overlap {overlap:.3f}")
     return 0
 
 
