@@ -74,3 +74,13 @@ def test_a_quiet_replay_serves_exactly_what_the_offline_join_gave_the_same_event
     assert all(v == pytest.approx(0, abs=1e-9) for v in report["feature_psi"].values())
     assert report["served_quality"]["joined"] == report["served_samples"]
     assert 0.5 < report["served_quality"]["overall"]["auc"] < 0.95
+
+
+def test_the_clis_name_what_is_missing_and_exit_2(tmp_path, capsys):
+    from components.monitor import monitor as monitor_cli
+    from components.monitor import replay as replay_cli
+
+    assert monitor_cli.main(["--log", str(tmp_path / "nolog"), "--metrics", str(tmp_path / "m.json")]) == 2
+    assert "no serving log at" in capsys.readouterr().err
+    assert replay_cli.main(["--data", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    assert "no test split at" in capsys.readouterr().err and not (tmp_path / "out").exists()
