@@ -29,6 +29,8 @@ import numpy as np
 import orjson
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from serving.online_features import OnlineBatch
 
 SCHEMA_VERSION = 1
@@ -137,3 +139,65 @@ def read_serving_log(folder: Path) -> Iterator[dict[str, Any]]:
 def _rotation(path: Path) -> int:
     suffix = path.name.rsplit(".jsonl", 1)[1].lstrip(".")
     return int(suffix) if suffix.isdigit() else 0
+
+
+OUTCOMES_KEY = ["request_id", "item_id"]
+
+
+def log_frame(records: list[dict[str, Any]]) -> "pd.DataFrame":
+    """Serving-log records as one row per sample: request_id, user_id, item_id, request_time (UTC), score,
+    model, missing_count, missing__<view> (0/1), age__<view> (seconds, NaN where missing, stored views) and
+    id__<field> (the encoded single-value ids). Every record must list the views and fields of the first."""
+    import pandas as pd
+
+    if not records:
+        raise ValueError("the serving log holds no records; replay traffic (dvc repro replay) or point at a service's serving.log_dir")
+    views, stored, fields = list(records[0]["missing"]), list(records[0]["age_s"]), list(records[0]["ids"])
+    for r in records:
+        if list(r["missing"]) != views or list(r["age_s"]) != stored or list(r["ids"]) != fields:
+            raise ValueError(
+                f"serving log record {r.get('request_id')!r} lists views {list(r['missing'])} and fields {list(r['ids'])}, "
+                f"the first record {views} and {fields}; read the logs of one feature contract and model schema at a time"
+            )
+    sizes = np.asarray([len(r["item_ids"]) for r in records], np.int64)
+
+    def flat(get) -> list:
+        return [v for r in records for v in get(r)]
+
+    columns: dict[str, Any] = {
+        "request_id": np.repeat(np.asarray([r["request_id"] for r in records], object), sizes),
+        "user_id": np.asarray(flat(lambda r: r["user_ids"]), np.int64),
+        "item_id": np.asarray(flat(lambda r: r["item_ids"]), np.int64),
+        "request_time": np.repeat(pd.to_datetime([r["request_time"] for r in records], utc=True, format="ISO8601").as_unit("ns"), sizes),
+        "score": np.asarray(flat(lambda r: r["scores"]), np.float64),
+        "model": np.repeat(np.asarray([r.get("model") for r in records], object), sizes),
+        "missing_count": np.asarray(flat(lambda r: r["missing_count"]), np.int64),
+    }
+    for v in views:
+        columns[f"missing__{v}"] = np.asarray(flat(lambda r, v=v: r["missing"][v]), np.int8)
+    for v in stored:
+        columns[f"age__{v}"] = np.asarray(flat(lambda r, v=v: r["age_s"][v]), np.float64)  # None -> NaN
+    for f in fields:
+        columns[f"id__{f}"] = np.asarray(flat(lambda r, f=f: r["ids"][f]), np.int64)
+    return pd.DataFrame(columns)
+
+
+def read_outcomes(path: Path | None) -> "pd.DataFrame | None":
+    """The labels that joined later (JSON lines of request_id, item_id, label), or None when there are none yet."""
+    import pandas as pd
+
+    if path is None or not Path(path).exists() or not Path(path).stat().st_size:
+        return None
+    return pd.read_json(path, lines=True)
+
+
+def join_outcomes(samples: "pd.DataFrame", outcomes: "pd.DataFrame | None") -> "pd.DataFrame":
+    """The logged samples that have an outcome, with its `label` (by request_id and item_id; a later outcome
+    of the same pair replaces an earlier one)."""
+    if outcomes is None or not len(outcomes):
+        return samples.iloc[:0].assign(label=np.zeros(0, np.int64))
+    missing = sorted({*OUTCOMES_KEY, "label"} - set(outcomes.columns))
+    if missing:
+        raise ValueError(f"outcomes lack column(s) {missing}; they are keyed by request_id + item_id with a 0/1 label")
+    labels = outcomes[[*OUTCOMES_KEY, "label"]].drop_duplicates(OUTCOMES_KEY, keep="last")
+    return samples.merge(labels, on=OUTCOMES_KEY, how="inner")

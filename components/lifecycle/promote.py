@@ -148,11 +148,9 @@ def shadow_check(inputs: ShadowInputs | None, candidate: Path, reference: Path |
         return {"skipped": "no serving log given", "passed": True}, []
     if reference is None:
         return {"skipped": f"no {reference_name} model to compare with", "passed": True}, []
-    import pandas as pd
-
     from components.data.contract import DatasetSchema
     from components.lifecycle.shadow import shadow_compare
-    from serving.serving_log import read_serving_log
+    from serving.serving_log import read_outcomes, read_serving_log
 
     records = list(read_serving_log(Path(inputs.serving_log)))
     if not records:
@@ -160,10 +158,7 @@ def shadow_check(inputs: ShadowInputs | None, candidate: Path, reference: Path |
     if not Path(inputs.schema_path).exists():
         raise FileNotFoundError(f"{inputs.schema_path} not found; the shadow comparison needs the dataset contract (data/validated/schema.json)")
     contract = DatasetSchema.from_dict(json.loads(Path(inputs.schema_path).read_text()), str(inputs.schema_path))
-    outcomes = None
-    if inputs.outcomes is not None and Path(inputs.outcomes).exists() and Path(inputs.outcomes).stat().st_size:
-        outcomes = pd.read_json(inputs.outcomes, lines=True)
-    report = shadow_compare(records, Path(inputs.features_dir), contract, candidate, reference, outcomes)
+    report = shadow_compare(records, Path(inputs.features_dir), contract, candidate, reference, read_outcomes(inputs.outcomes))
     report["reference_model"] = reference_name
     reasons = []
     corr = report.get("score_spearman")

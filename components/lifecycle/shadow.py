@@ -34,40 +34,13 @@ SCORE_BATCH = 8192  # samples per forward pass: bounds memory on long logs
 
 
 def log_samples(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
-    """The serving log as one row per sample: request_id, user_id, item_id, request_time (UTC),
-    request_unix_s (whole seconds, as the service took them), served_score, served_model,
-    logged_missing__<view> (0/1) and logged_age__<view> (seconds, NaN where missing)."""
-    records = list(records)
-    if not records:
-        raise ValueError("the serving log holds no records; replay traffic or point at a service's serving_log folder")
-    views = list(records[0]["missing"])
-    stored = list(records[0]["age_s"])
-    sizes = np.asarray([len(r["item_ids"]) for r in records], np.int64)
-    for r in records:
-        if list(r["missing"]) != views or list(r["age_s"]) != stored:
-            raise ValueError(
-                f"serving log record {r.get('request_id')!r} lists views {list(r['missing'])} (stored {list(r['age_s'])}), "
-                f"the first record {views} (stored {stored}); compare logs of one feature contract at a time"
-            )
+    """The serving log as one row per sample (`serving.serving_log.log_frame`: request_id, user_id, item_id,
+    request_time, score, model, missing__<view>, age__<view>, ...) plus request_unix_s, the request time in
+    whole seconds as the service took it (floor, as int(datetime.timestamp()))."""
+    from serving.serving_log import log_frame
 
-    def flat(key: str) -> list:
-        return [v for r in records for v in r[key]]
-
-    times = pd.to_datetime([r["request_time"] for r in records], utc=True, format="ISO8601").as_unit("ns")
-    unix = times.asi8 // 1_000_000_000  # floor, as int(datetime.timestamp()) on the service
-    frame = pd.DataFrame({
-        "request_id": np.repeat(np.asarray([r["request_id"] for r in records], object), sizes),
-        "user_id": np.asarray(flat("user_ids"), np.int64),
-        "item_id": np.asarray(flat("item_ids"), np.int64),
-        "request_time": np.repeat(times, sizes),
-        "request_unix_s": np.repeat(unix, sizes),
-        "served_score": np.asarray(flat("scores"), np.float64),
-        "served_model": np.repeat(np.asarray([r.get("model") for r in records], object), sizes),
-    })
-    for view in views:
-        frame[f"logged_missing__{view}"] = np.asarray([v for r in records for v in r["missing"][view]], np.int8)
-    for view in stored:
-        frame[f"logged_age__{view}"] = np.asarray([v for r in records for v in r["age_s"][view]], np.float64)  # None -> NaN
+    frame = log_frame(list(records))
+    frame["request_unix_s"] = frame["request_time"].to_numpy().astype("datetime64[s]").astype(np.int64)
     return frame
 
 
@@ -89,8 +62,8 @@ def _served_rows(samples: pd.DataFrame, view: str, info: dict, features_dir: Pat
     absent_columns = sorted({ts_column, *info["features"]} - set(pq.read_schema(path).names))
     if absent_columns:
         raise ValueError(f"feature table {path} lacks column(s) {absent_columns} of view '{view}'; it was written under another feature contract")
-    served = samples[f"logged_missing__{view}"].to_numpy() == 0
-    age = samples[f"logged_age__{view}"].to_numpy()
+    served = samples[f"missing__{view}"].to_numpy() == 0
+    age = samples[f"age__{view}"].to_numpy()
     if np.isnan(age[served]).any():
         bad = samples.loc[served & np.isnan(age), "request_id"].iloc[0]
         raise ValueError(f"serving log request {bad!r}: view '{view}' is marked served but has no age; the log is corrupt")
@@ -124,7 +97,7 @@ def served_frame(records: Iterable[dict[str, Any]], features_dir: Path, contract
     `contract` is the dataset contract the service served (the registry's: `schema_from_store`); any model
     trained on it encodes this frame with `FeatureSchema.encode`."""
     samples = log_samples(records)
-    unknown = sorted(set(contract.views) - {c.removeprefix("logged_missing__") for c in samples.columns if c.startswith("logged_missing__")})
+    unknown = sorted(set(contract.views) - {c.removeprefix("missing__") for c in samples.columns if c.startswith("missing__")})
     if unknown:
         raise ValueError(f"the serving log lists no missing flags for view(s) {unknown} of the contract; it was written under another feature contract")
     joined = pd.DataFrame({
@@ -160,8 +133,8 @@ def served_frame(records: Iterable[dict[str, Any]], features_dir: Path, contract
         frame[ts_column] = frame[ts_column].mask(absent)
     frame.insert(0, "request_id", samples["request_id"].to_numpy())
     frame.insert(list(frame.columns).index(contract.timestamp) + 1, "request_time", frame[contract.timestamp])
-    frame["served_score"] = samples["served_score"].to_numpy()
-    frame["served_model"] = samples["served_model"].to_numpy()
+    frame["served_score"] = samples["score"].to_numpy()
+    frame["served_model"] = samples["model"].to_numpy()
     return frame
 
 
@@ -218,15 +191,12 @@ def served_metrics(frame: pd.DataFrame, scores: dict[str, np.ndarray], outcomes:
     """AUC, UAUC and LogLoss of each model's scores where outcomes (request_id, item_id, label) have joined,
     and challenger minus reference. A later outcome of the same (request, item) replaces an earlier one."""
     from models.metrics import all_metrics
+    from serving.serving_log import join_outcomes
 
     if outcomes is None or not len(outcomes):
         return {"joined": 0}
-    missing = sorted({"request_id", "item_id", "label"} - set(outcomes.columns))
-    if missing:
-        raise ValueError(f"outcomes lack column(s) {missing}; they are keyed by request_id + item_id with a 0/1 label")
     keyed = frame[["request_id", USER_KEY, ITEM_KEY]].assign(**{f"_p_{k}": v for k, v in scores.items()})
-    labels = outcomes[["request_id", "item_id", "label"]].drop_duplicates(["request_id", "item_id"], keep="last")
-    joined = keyed.merge(labels, on=["request_id", "item_id"], how="inner")
+    joined = join_outcomes(keyed, outcomes)
     out: dict[str, Any] = {"joined": len(joined)}
     if joined.empty or joined["label"].nunique() < 2:
         return out

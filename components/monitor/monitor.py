@@ -90,34 +90,12 @@ class Served:
 
 
 def load_served(records: list[dict[str, Any]]) -> Served:
-    """Flatten serving-log records into one row per sample."""
-    if not records:
-        raise ValueError("the serving log holds no records; replay traffic (dvc repro replay) or point at a service's log")
-    views = list(records[0]["missing"])
-    stored = list(records[0]["age_s"])
-    fields = list(records[0]["ids"])
-    columns: dict[str, list] = {k: [] for k in ("request_id", "item_id", "user_id", "request_time", "score", "missing_count")}
-    for name in (*(f"missing__{v}" for v in views), *(f"age__{v}" for v in stored), *(f"id__{f}" for f in fields)):
-        columns[name] = []
-    for r in records:
-        n = len(r["item_ids"])
-        columns["request_id"] += [r["request_id"]] * n
-        columns["item_id"] += r["item_ids"]
-        columns["user_id"] += r["user_ids"]
-        columns["request_time"] += [r["request_time"]] * n
-        columns["score"] += r["scores"]
-        columns["missing_count"] += r["missing_count"]
-        for v in views:
-            columns[f"missing__{v}"] += r["missing"][v]
-        for v in stored:
-            columns[f"age__{v}"] += r["age_s"][v]
-        for f in fields:
-            columns[f"id__{f}"] += r["ids"][f]
-    frame = pd.DataFrame(columns)
-    frame["request_time"] = pd.to_datetime(frame["request_time"], utc=True)
-    for v in stored:
-        frame[f"age__{v}"] = pd.to_numeric(frame[f"age__{v}"], errors="coerce")
-    return Served(frame, views, stored, fields)
+    """Serving-log records as columns (`serving.serving_log.log_frame`), with the views and fields they list."""
+    from serving.serving_log import log_frame
+
+    frame = log_frame(records)
+    first = records[0]
+    return Served(frame, list(first["missing"]), list(first["age_s"]), list(first["ids"]))
 
 
 def trained_columns(train: pd.DataFrame, model_schema, views: list[str], stored: list[str], fields: list[str]) -> pd.DataFrame:
@@ -248,8 +226,9 @@ def monitor(served: Served, trained: pd.DataFrame, model_schema, config: Monitor
 def served_quality(frame: pd.DataFrame, outcomes: pd.DataFrame) -> dict[str, Any]:
     """AUC/UAUC of the served scores where outcomes have joined (by request id and item), by missing count too."""
     from models.metrics import all_metrics, by_missing_count
+    from serving.serving_log import join_outcomes
 
-    joined = frame.merge(outcomes[["request_id", "item_id", "label"]], on=["request_id", "item_id"], how="inner")
+    joined = join_outcomes(frame, outcomes)
     if joined.empty or joined["label"].nunique() < 2:
         return {"joined": int(len(joined))}
     y, p, users = joined["label"].to_numpy(float), joined["score"].to_numpy(float), joined["user_id"].to_numpy()
@@ -321,7 +300,7 @@ def monitor_step(log_dir: Path, data_dir: Path, checkpoint: Path, reports_dir: P
     training split of `data_dir`, both encoded by the served model's feature schema (`checkpoint`); write
     `<reports_dir>/monitor.json` and its plots, and the small summary to `metrics_path`."""
     from models import load_checkpoint
-    from serving.serving_log import read_serving_log
+    from serving.serving_log import read_outcomes, read_serving_log
 
     log_dir, reports_dir = Path(log_dir), Path(reports_dir)
     if not log_dir.is_dir():
@@ -336,10 +315,7 @@ def monitor_step(log_dir: Path, data_dir: Path, checkpoint: Path, reports_dir: P
     served = load_served(list(read_serving_log(log_dir)))
     reference = reference_window(pd.read_parquet(train_path), config.reference_days)
     trained = trained_columns(reference, schema, served.views, served.stored_views, served.fields)
-    outcomes = None
-    if outcomes_path is not None and Path(outcomes_path).exists() and Path(outcomes_path).stat().st_size:
-        outcomes = pd.read_json(outcomes_path, lines=True)
-    report = monitor(served, trained, schema, config, outcomes)
+    report = monitor(served, trained, schema, config, read_outcomes(outcomes_path))
     report["reference"] = {"days": config.reference_days, "from": reference["event_timestamp"].min().isoformat(),
                            "to": reference["event_timestamp"].max().isoformat()}
     reports_dir.mkdir(parents=True, exist_ok=True)

@@ -29,6 +29,7 @@ import argparse
 import logging
 import shutil
 import sys
+from collections import deque
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -140,40 +141,38 @@ class _Feeds:
 
     def __init__(self, store, features_dir: Path, views: list[str], pushed: tuple[str, ...], runs: list[datetime],
                  first: datetime, last: datetime, incident: Incident | None):
+        from components.data.feature_store import feature_time_range
+
         self.store, self.first, self.incident = store, first, incident
         self.daily = [v for v in views if v not in pushed]
-        self.runs = list(runs)
-        self.pending: list[tuple[datetime, str, pd.DataFrame]] = []
         self.skipped = {v: 0 for v in views}
         self.held = {v: 0 for v in views}
         self.pushes = 0
-        start = min(pd.read_parquet(Path(features_dir) / f"{v}.parquet", columns=["event_timestamp"])["event_timestamp"].min()
-                     for v in views).to_pydatetime()
-        self.since = {v: start - timedelta(seconds=1) for v in self.daily}
-        # everything landed before the first request is already in the store
+        # everything landed before the first request (the run before it included) is already in the store
+        start, _ = feature_time_range(Path(features_dir))
         store.materialize(start_date=start - timedelta(seconds=1), end_date=first, feature_views=list(views))
-        for v in self.daily:
-            self.since[v] = first
-        self.runs = [r for r in self.runs if r > first]
+        self.since = {v: first for v in self.daily}
+        self.runs = deque(r for r in runs if r > first)
+        pending: list[tuple[datetime, str, pd.DataFrame]] = []
         for view in pushed:
             rows = pd.read_parquet(Path(features_dir) / f"{view}.parquet")
-            rows = rows[(rows["event_timestamp"] > first) & (rows["event_timestamp"] <= last)].sort_values("event_timestamp", kind="stable")
+            rows = rows[(rows["event_timestamp"] > first) & (rows["event_timestamp"] <= last)]
             for when, batch in rows.groupby("event_timestamp", sort=True):
                 lands = when.to_pydatetime()
                 if incident and incident.covers(view, lands, first):
                     self.held[view] += len(batch)
                     lands = incident.recovery(first)
-                self.pending.append((lands, view, batch))
-        self.pending.sort(key=lambda p: p[0])
+                pending.append((lands, view, batch))
+        self.pending = deque(sorted(pending, key=lambda p: p[0]))
 
     def advance(self, now: datetime) -> None:
         """Apply every daily run and push due at or before `now`. Runs touch daily views only and pushes pushed
         views only, so the pushes of one view due by `now` are written in one batch, oldest first."""
         while self.runs and self.runs[0] <= now:
-            self._materialize(self.runs.pop(0))
+            self._materialize(self.runs.popleft())
         due: dict[str, list[pd.DataFrame]] = {}
         while self.pending and self.pending[0][0] <= now:
-            _, view, batch = self.pending.pop(0)
+            _, view, batch = self.pending.popleft()
             due.setdefault(view, []).append(batch)
         for view, batches in due.items():
             self.store.write_to_online_store(view, pd.concat(batches, ignore_index=True) if len(batches) > 1 else batches[0])
@@ -257,15 +256,15 @@ def replay(
             feeds.advance(when)
             user = int(group["user_id"].iloc[0])
             items = [int(i) for i in group["item_id"]]
-            result = ranker.rank(user, items, when)
+            scores, served = ranker.score(user, items, when)  # what /rank answers, before ordering
             request_id = f"replay-{int(group['event_id'].iloc[0])}"
             serving_log.write(serving_record(
                 request_id=request_id, endpoint="rank", request_time=when, model=model_tag, user_ids=np.full(len(items), user),
-                item_ids=items, scores=result.scores, samples=result.samples,
+                item_ids=items, scores=scores, samples=served,
                 single_fields=ranker.online.single_field_names, stored_views=ranker.online.stored_views,
             ))
             samples += len(items)
-            degraded += int(result.degraded)
+            degraded += int(served.degraded)
             if "label" in group:
                 for item, label in zip(items, group["label"].astype(int)):
                     outcomes.append({"request_id": request_id, "item_id": item, "label": int(label)})
