@@ -4,6 +4,8 @@
     dropout      p = σ(f(h(x)))                        trained on x0 and on x_t (same drops, no denoiser)
     gaussian     p = σ(f(g(h(x), t_s)))                symmetric Gaussian diffusion of z (DiffRec-style)
     asymdiffrec  p = σ(f(g([s, h(x)])))                forward: drop fields; reverse: denoise the latent
+    multimask    p = σ(f(h(a(s) ⊙ e(x))))              K masked copies per sample, a mask-conditioned field adapter
+                                                       (AdaF2M2-style feature masking with a state-aware adapter)
 
 AsymDiffRec's loss: BCE(f(h(x0)), y) + λ_rec ||z0' - h(x0)||² + λ_aux BCE(f(z0'), y), with
 z0' = g([s_t, h(x_t)]). x0 and x_t share one embedding look-up: the ids are embedded once and x_t
@@ -110,6 +112,51 @@ class AsymDiffRec(Recommender):
         return self.task_oriented_loss(z0, z0_hat, batch.label)
 
 
+class FieldAdapter(nn.Module):
+    """a(s): one weight per field from the sample's missing mask, in (0, 2), 1 at initialisation.
+
+    AdaF2M2's state-aware adapter re-weights feature embeddings by the sample's state; here the state
+    is which fields are missing, so the model can lean on what is there when something is not.
+    """
+
+    def __init__(self, n_fields: int, hidden: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(n_fields, hidden), nn.SiLU(), nn.Linear(hidden, n_fields))
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, emb: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(N, n_fields, d) masked embeddings, (N, n_fields) mask -> re-weighted embeddings."""
+        weights = 2.0 * torch.sigmoid(self.net(mask.to(emb.dtype)))
+        return emb * weights.unsqueeze(-1)
+
+
+class MultiMaskAdapter(Recommender):
+    """The rival: the base model trained on x0 and on `mask_copies` masked copies of every sample per
+    step (each from the same forward process as AsymDiffRec's x_t), through a field adapter a(s)
+    conditioned on the mask; no denoiser. Serving: f(h(a(s) ⊙ e(x))) with the real mask."""
+
+    def __init__(self, base: BaseModel, schema: FeatureSchema, cfg: ModelConfig):
+        super().__init__(base, schema, cfg)
+        self.process = make_forward_process(schema, cfg)
+        self.adapter = FieldAdapter(schema.n_fields, cfg.adapter_hidden)
+
+    def serve_latent(self, batch: EncodedBatch) -> torch.Tensor:
+        emb = self.base.embedding(batch)
+        return self.base.encode(self.adapter(emb, batch.mask))
+
+    def loss(self, batch: EncodedBatch, generator: torch.Generator | None = None) -> tuple[torch.Tensor, Losses]:
+        emb = self.base.embedding
+        raw = emb.lookup(batch)
+        masks = [batch.mask] + [self.process(batch.mask, generator) for _ in range(self.cfg.mask_copies)]
+        views = torch.cat([self.adapter(emb.mask_fields(raw, m), m) for m in masks], dim=0)
+        logits = self.base.head(self.base.encode(views)).view(len(masks), len(batch))
+        task = F.binary_cross_entropy_with_logits(logits[0], batch.label)
+        aug = F.binary_cross_entropy_with_logits(logits[1:], batch.label.expand(len(masks) - 1, -1))
+        weight = self.cfg.lambda_aux if self.cfg.lambda_aux > 0 else 1.0  # as the dropout baseline weighs x_t
+        return task + weight * aug, {"task": task.detach(), "aug": aug.detach()}
+
+
 class GaussianDiffRec(Recommender):
     """Symmetric baseline: Gaussian noise on z = h(x0), a step-conditioned g predicts z0."""
 
@@ -141,6 +188,7 @@ MODEL_KINDS: dict[str, type[Recommender]] = {
     "dropout": DropoutAugmented,
     "gaussian": GaussianDiffRec,
     "asymdiffrec": AsymDiffRec,
+    "multimask": MultiMaskAdapter,
 }
 
 

@@ -16,6 +16,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "asymdiffrec": ("asymdiffrec", {}),
     "asymdiffrec_no_aux": ("asymdiffrec", {"lambda_aux": 0.0}),
     "asymdiffrec_no_rec": ("asymdiffrec", {"lambda_rec": 0.0}),
+    "multimask": ("multimask", {}),
 }
 
 
@@ -48,6 +49,9 @@ class ModelConfig(ParamsSection):
     t_schedule: str = "uniform"  # uniform | fitted (to the training missing-count distribution)
     fitted_smoothing: float = 0.2  # fitted: weight of a uniform floor over the allowed counts
     merge_views: tuple[str, ...] = ()  # views dropped together as one group (e.g. user_profile, user_activity)
+    # multimask rival (AdaF2M2-style)
+    mask_copies: int = 1  # masked copies of every sample per training step
+    adapter_hidden: int = 64  # width of the mask-conditioned field adapter
     # gaussian baseline
     gaussian_steps: int = 50
     gaussian_noise_scale: float = 0.1
@@ -68,6 +72,8 @@ class ModelConfig(ParamsSection):
             raise ValueError(f"model.latent_layer must be -1 (last hidden layer) or lie in 0..len(hidden), got {self.latent_layer}")
         if self.reverse_steps < 1 or self.embed_dim < 1 or not self.hidden:
             raise ValueError("model.reverse_steps and model.embed_dim must be >= 1 and model.hidden non-empty")
+        if self.mask_copies < 1 or self.adapter_hidden < 1:
+            raise ValueError(f"model.mask_copies and model.adapter_hidden must be >= 1, got {self.mask_copies}, {self.adapter_hidden}")
         if not 0 <= self.gaussian_serve_step < self.gaussian_steps:
             raise ValueError(f"model.gaussian_serve_step must lie in [0, gaussian_steps), got {self.gaussian_serve_step}")
 

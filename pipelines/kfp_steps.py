@@ -200,7 +200,7 @@ def promote_op(
     from pathlib import Path
 
     from pipelines.remote import fetch_folder
-    from components.lifecycle.promote import ShadowInputs, run_promote
+    from components.lifecycle.promote import CardInputs, ShadowInputs, run_promote
 
     with tempfile.TemporaryDirectory(prefix="serving-log-") as tmp:
         shadow = None
@@ -209,7 +209,7 @@ def promote_op(
             shadow = ShadowInputs(log_dir, Path(features.path), Path(dataset.path) / "schema.json", log_dir / "outcomes.jsonl")
         outcome = run_promote(
             Path(model.path), Path(evaluation.path), json.loads(thresholds), model_name, Path(decision.path),
-            Path(dataset.path), bentoml_home, shadow,
+            Path(dataset.path), bentoml_home, shadow, CardInputs(Path(dataset.path)),
         )
     decision.metadata.update({"promoted": bool(outcome["promoted"]), "tag": str(outcome.get("tag") or "")})
     return bool(outcome["promoted"])

@@ -17,7 +17,7 @@ from models.metrics import METRICS
 ROOT = Path(__file__).resolve().parents[1]
 DATA_STAGES = ["ingest", "features", "feast_apply", "materialize", "dataset", "validate", "data_summary"]
 FEAST_STAGES = {"feast_apply", "materialize", "dataset", "validate"}  # the stages that open the Feast config
-METRICS_FILES = {"metrics/data_summary.json", "metrics/model_summary.json", "metrics/monitor_summary.json"}
+METRICS_FILES = {"metrics/data_summary.json", "metrics/model_summary.json", "metrics/monitor_summary.json", "metrics/quality_summary.json"}
 MAX_COLUMNS = 40  # what a reader can still scan in `dvc metrics show` / `dvc exp show --only-changed`
 N_EVENTS = 20_000
 
@@ -160,14 +160,16 @@ def test_dvc_repro_runs_the_whole_pipeline_to_a_production_model(repo_copy, tmp_
     """Every stage, train to package included, then an experiment with another training seed."""
     monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
     params = yaml.safe_load((repo_copy / "params.yaml").read_text())
-    params["quality"].update(seeds=[0], variants=["base", "asymdiffrec"])
+    params["quality"].update(seeds=[0, 1], variants=["base", "asymdiffrec"], second_base=None)
+    params["selection"].update(seeds=[0, 1], stages=[{"name": "embedding size", "variant": "base", "candidates": {
+        "as_is": {}, "embed_dim_8": {"model": {"embed_dim": 8}}}}])
     params["train"]["epochs"] = 1
     # one epoch on small data: promote what trained (its shadow is recorded, not held against it)
     params["promote"].update(min_gain_over_base=-1.0, min_bucket_rows=50, shadow_min_correlation=None, shadow_max_auc_drop=None)
     (repo_copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
     out = _run(["dvc", "repro"], repo_copy).stdout
-    for stage in ("quality", "train", "evaluate", "replay", "monitor", "promote", "model_summary", "package"):
+    for stage in ("fresh", "selection", "quality", "train", "evaluate", "replay", "monitor", "promote", "model_summary", "package"):
         assert f"Running stage '{stage}'" in out
     evaluation = json.loads((repo_copy / "metrics" / "evaluate.json").read_text())
     assert set(evaluation["models"]) == {"candidate", "base"}  # no champion before the first promotion
@@ -180,6 +182,12 @@ def test_dvc_repro_runs_the_whole_pipeline_to_a_production_model(repo_copy, tmp_
     assert (repo_copy / "reports" / "monitor_missing_rate.png").exists() and (repo_copy / "reports" / "monitor_psi.png").exists()
     package = json.loads((repo_copy / "metrics" / "package.json").read_text())
     assert package["tag"] == decision["tag"] and package["labels"]["stage"] == "production"
+    quality = json.loads((repo_copy / "reports" / "quality.json").read_text())
+    card = package["metadata"]["model_card"]  # the promoted model carries the tax the quality stage measured
+    assert card["missingness_tax"]["tax"]["auc"]["tax"] == pytest.approx(quality["tax"]["auc"]["tax"])
+    assert package["model_card"] == "model_card.md"
+    selection = json.loads((repo_copy / "reports" / "selection.json").read_text())
+    assert [s["name"] for s in selection["stages"]] == ["embedding size"] and selection["seeds"] == [0, 1]
     lock = yaml.safe_load((repo_copy / "dvc.lock").read_text())
     validated_md5 = next(o["md5"] for o in lock["stages"]["validate"]["outs"] if o["path"] == "data/validated")
     assert decision["dataset_hash"] == validated_md5  # the model names the exact data DVC tracked

@@ -332,9 +332,13 @@ def test_a_checkout_under_a_hidden_folder_evaluates_promotes_packages_and_serves
         return proc.stdout
 
     models = str(trained[0])
+    variant = json.loads((candidate_dir(trained[0]) / "config.json").read_text())["model"]["variant"]
+    quality = {"seeds": [0, 1], "tax": {"auc": {"fresh": 0.70, "natural": 0.69, "tax": 0.01, "ci95": [0.005, 0.015], "wins": 2}},
+               "models": {variant: {"recovered": {"auc": {"mean": 0.4, "ci95": [0.1, 0.8]}}}}}
+    (proj / "quality.json").write_text(json.dumps(quality))  # the quality report's contract, as models.quality writes it
     step("-m", "components.lifecycle.evaluate", "--data", str(dataset), "--models", models, "--metrics", "metrics/evaluate.json",
          "--plots", "metrics/plots")
-    step("-m", "components.lifecycle.promote", "--models", models)
+    step("-m", "components.lifecycle.promote", "--models", models, "--dataset-schema", str(dataset / "schema.json"), "--quality", "quality.json")
     step("-m", "components.lifecycle.package")
     decision = json.loads((proj / "metrics" / "promotion.json").read_text())
     package = json.loads((proj / "metrics" / "package.json").read_text())
@@ -345,6 +349,17 @@ def test_a_checkout_under_a_hidden_folder_evaluates_promotes_packages_and_serves
 
     name, version = package["bento"].split(":")
     _assert_bento_holds_what_serving_needs(store / "bentos" / name / version / "src", decision["tag"], store)
+
+    # the model card: in the model's metadata, beside its weights, and at the root of the Bento
+    card = package["metadata"]["model_card"]
+    train_rows = len(pd.read_parquet(dataset / "train.parquet"))
+    assert card["data"]["train"]["rows"] == train_rows and set(card["data"]) == {"train", "validation", "test"}
+    assert card["evaluation"]["natural"]["auc"] == pytest.approx(
+        json.loads((proj / "metrics" / "evaluate.json").read_text())["models"]["candidate"]["natural"]["auc"])
+    assert card["missingness_tax"]["recovered_share"]["auc"] == {"mean": 0.4, "ci95": [0.1, 0.8]}
+    text = (store / "bentos" / name / version / "src" / "model_card.md").read_text()
+    assert text == (Path(package["path"]) / "model_card.md").read_text()
+    assert f"| train | {train_rows} |" in text and "0.40 [0.10, 0.80]" in text and "## Intended use" in text and "## Limits" in text
 
     # `bentoml serve` from the checkout's root: the service resolves and loads the model from the same store
     probe = ("import bentoml, json, serving.service as s; tag = s.CONFIG.model_tag(); "

@@ -36,15 +36,24 @@ NO_GAPS = {"profile_sync_delay_hours": 0.0, "item_ingestion_delay_hours": 0.0, "
 
 def fresh_feature_config(config: FeatureJobConfig) -> FeatureJobConfig:
     """The feature jobs' settings with every freshness gap closed (windows, genres and seed unchanged)."""
-    return replace(config, **NO_GAPS)
+    return scaled_feature_config(config, 0.0)
 
 
-def build_fresh_dataset(raw: RawTables, feature_jobs: dict, ttl_hours: dict, dataset: dict, work_dir: Path
-                        ) -> tuple[dict[str, pd.DataFrame], DatasetSchema]:
-    """Feature jobs without gaps -> `feast apply` and the point-in-time join in an embedded store of its own
-    under `work_dir` (never the project's) -> the splits, by the same rule as the dataset step."""
+def scaled_feature_config(config: FeatureJobConfig, scale: float) -> FeatureJobConfig:
+    """Every freshness gap (delays, lag, failure rate) times `scale`: 0 is the fresh store, 1 the configured one."""
+    if scale < 0:
+        raise ValueError(f"a gap scale must be >= 0, got {scale}")
+    return replace(config, **{k: getattr(config, k) * scale for k in NO_GAPS})
+
+
+def build_fresh_dataset(raw: RawTables, feature_jobs: dict, ttl_hours: dict, dataset: dict, work_dir: Path,
+                        gap_scale: float = 0.0) -> tuple[dict[str, pd.DataFrame], DatasetSchema]:
+    """Feature jobs without gaps (or with them scaled by `gap_scale`) -> `feast apply` and the
+    point-in-time join in an embedded store of its own under `work_dir` (never the project's) -> the
+    splits, by the same rule as the dataset step."""
     features = Path(work_dir) / "features"
-    write_feature_tables(build_feature_tables(raw, fresh_feature_config(FeatureJobConfig.from_dict(feature_jobs))), features)
+    config = scaled_feature_config(FeatureJobConfig.from_dict(feature_jobs), gap_scale)
+    write_feature_tables(build_feature_tables(raw, config), features)
     store = open_store(REPO_DIR, DEFAULT_FS_YAML, work_dir=Path(work_dir) / "feast")
     apply_definitions(store, FeatureRepoSettings(ttl_hours=dict(ttl_hours), features_dir=str(features.resolve())))
     config = DatasetConfig.from_dict(dataset)

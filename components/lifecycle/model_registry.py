@@ -47,9 +47,11 @@ def pointer_path(name: str) -> Path:
     return store_home() / POINTER_DIR / f"{name}.json"
 
 
-def save_to_store(checkpoint_dir: Path, name: str, labels: dict[str, str], metadata: dict) -> str:
+def save_to_store(checkpoint_dir: Path, name: str, labels: dict[str, str], metadata: dict,
+                  files: dict[str, str] | None = None) -> str:
     """Copy a checkpoint folder into the store as a new version of `name`; returns the tag "name:version".
-    The stored model's path holds the checkpoint's files as they are (models.load_checkpoint reads it)."""
+    The stored model's path holds the checkpoint's files as they are (models.load_checkpoint reads it),
+    plus `files` (name -> text, e.g. the model card)."""
     import bentoml
 
     checkpoint_dir = Path(checkpoint_dir)
@@ -62,6 +64,8 @@ def save_to_store(checkpoint_dir: Path, name: str, labels: dict[str, str], metad
         for item in checkpoint_dir.iterdir():
             if item.is_file():
                 shutil.copy2(item, Path(ref.path) / item.name)
+        for file_name, text in (files or {}).items():
+            (Path(ref.path) / file_name).write_text(text)
     return str(ref.tag)
 
 

@@ -27,6 +27,7 @@ import yaml
 
 from common.files import atomic_write_json
 from common.params import PROJECT_ROOT, load_params, section
+from components.lifecycle.model_card import CARD_FILE
 from models.checkpoint import CONFIG, SCHEMA, WEIGHTS
 from serving.config import PACKAGED_MODEL_FILE
 
@@ -63,16 +64,17 @@ def bento_sources(project_dir: Path = PROJECT_ROOT) -> list[str]:
     selected: set[str] = set()
     for pattern in include:
         found = [p for p in project_dir.glob(pattern.lstrip("/")) if p.is_file()]
-        if not found and not any(c in pattern for c in "*?[") and Path(pattern) != PACKAGED_MODEL:
+        if not found and not any(c in pattern for c in "*?[") and Path(pattern) not in (PACKAGED_MODEL, Path(CARD_FILE)):
             raise FileNotFoundError(f"{project_dir / BENTOFILE} includes {pattern}, which does not exist; fix the list "
                                     "(it names the files the service imports)")
         selected.update(p.relative_to(project_dir).as_posix() for p in found)
     return sorted(p for p in selected if not exclude.match_file(p))
 
 
-def build_context(model_tag: str, project_dir: Path = PROJECT_ROOT) -> Path:
+def build_context(model_tag: str, project_dir: Path = PROJECT_ROOT, model_card: str | None = None) -> Path:
     """A fresh folder outside any hidden folder with bentofile.yaml, the files it selects, the files
-    `bentoml build` reads (requirements) and serving/packaged_model.json naming `model_tag`."""
+    `bentoml build` reads (requirements), serving/packaged_model.json naming `model_tag` and the
+    model's card (model_card.md at the root)."""
     project_dir = Path(project_dir)
     config = read_bentofile(project_dir)
     ctx = Path(tempfile.mkdtemp(prefix="asymdiffrec-bento-")).resolve()
@@ -90,17 +92,19 @@ def build_context(model_tag: str, project_dir: Path = PROJECT_ROOT) -> Path:
         (ctx / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(project_dir / rel, ctx / rel)
     atomic_write_json({"tag": model_tag}, ctx / PACKAGED_MODEL)
+    if model_card is not None:
+        (ctx / CARD_FILE).write_text(model_card)
     return ctx
 
 
-def build_bento(model_tag: str, project_dir: Path = PROJECT_ROOT) -> str:
+def build_bento(model_tag: str, project_dir: Path = PROJECT_ROOT, model_card: str | None = None) -> str:
     """`bentoml build` in a build context holding exactly what the Bento needs, with the service pinned
     to `model_tag` and BentoML reading the project's model store; returns the Bento's tag."""
     from components.lifecycle.model_registry import store_home
 
     bentoml = Path(sys.executable).parent / "bentoml"
     env = dict(os.environ, ASYMDIFFREC_MODEL_TAG=model_tag, BENTOML_HOME=str(store_home()))
-    ctx = build_context(model_tag, project_dir)
+    ctx = build_context(model_tag, project_dir, model_card)
     try:
         proc = subprocess.run([str(bentoml), "build", "--output", "tag"], cwd=ctx, env=env, capture_output=True, text=True)
     finally:
@@ -136,9 +140,11 @@ def package_step(
         if missing:
             raise FileNotFoundError(f"production model {tag} at {path} lacks {missing}; promote a complete checkpoint")
         info = model_info(tag)
+        card = path / CARD_FILE  # promote writes it beside the weights; models promoted before it have none
+        card_text = card.read_text() if card.exists() else None
         result = {"tag": tag, "model_name": model_name, "store": str(store_home()), "path": info["path"],
-                  "labels": info["labels"], "metadata": info["metadata"],
-                  "bento": build_bento(tag, project_dir) if build else None, "files": bento_sources(project_dir)}
+                  "labels": info["labels"], "metadata": info["metadata"], "model_card": CARD_FILE if card_text else None,
+                  "bento": build_bento(tag, project_dir, card_text) if build else None, "files": bento_sources(project_dir)}
     atomic_write_json(result, Path(out_path))
     return result
 

@@ -40,6 +40,7 @@ from common.names import HIGHER_IS_BETTER, METRICS
 from common.params import ParamsSection, load_params, section
 from components.lifecycle import checkpoints
 from components.lifecycle import model_registry as registry
+from components.lifecycle.model_card import CARD_FILE, build_model_card, render_model_card
 from components.lifecycle.model_store import use_bentoml_home
 
 
@@ -130,6 +131,22 @@ def gate(evaluation: dict[str, Any], thresholds: Thresholds) -> tuple[bool, list
 
 
 @dataclass(frozen=True)
+class CardInputs:
+    """What the model card reads beside the evaluation: the dataset folder (data window, trained missing
+    rates) and the quality report (the missingness tax, the recovered share); either may be absent."""
+
+    dataset_dir: Path | None = None
+    quality_path: Path | None = None
+
+    def quality(self) -> dict | None:
+        if self.quality_path is None:
+            return None
+        if not self.quality_path.exists():
+            raise FileNotFoundError(f"{self.quality_path} not found; run the quality step (or leave --quality out)")
+        return json.loads(self.quality_path.read_text())
+
+
+@dataclass(frozen=True)
 class ShadowInputs:
     """Where the logged traffic is: a serving log folder, the feature tables its rows came from, the dataset
     contract (schema.json) and, optionally, the outcomes joined by request id."""
@@ -190,7 +207,7 @@ def _evaluated_weights(evaluation: dict[str, Any], model: str) -> str | None:
 
 def promote_step(
     models_dir: Path, evaluation: dict, thresholds: dict, model_name: str, decision_path: Path, dataset_hash: str = "",
-    shadow: ShadowInputs | None = None,
+    shadow: ShadowInputs | None = None, card_inputs: CardInputs | None = None,
 ) -> dict:
     """The gate. thresholds from params.yaml `promote:` (min_gain_over_champion on AUC (and/or UAUC), max_bucket_regression:
     the largest allowed AUC drop vs the champion on any missing-count bucket with enough rows; with no champion yet, the
@@ -207,11 +224,12 @@ def promote_step(
     with tempfile.TemporaryDirectory(prefix="promote-") as tmp:
         staged = Path(tmp) / checkpoints.CANDIDATE
         shutil.copytree(source, staged)  # what is digested below is exactly what would be saved
-        return _decide(staged, evaluation, limits, model_name, Path(decision_path), dataset_hash, shadow, checkpoints.base_dir(models_dir))
+        return _decide(staged, evaluation, limits, model_name, Path(decision_path), dataset_hash, shadow, checkpoints.base_dir(models_dir),
+                       card_inputs)
 
 
 def _decide(candidate: Path, evaluation: dict, limits: Thresholds, model_name: str, decision_path: Path, dataset_hash: str,
-            shadow: ShadowInputs | None = None, base: Path | None = None) -> dict:
+            shadow: ShadowInputs | None = None, base: Path | None = None, card_inputs: CardInputs | None = None) -> dict:
     """promote_step on a staged copy of the candidate."""
     config = json.loads((candidate / "config.json").read_text())
     if not dataset_hash:
@@ -252,17 +270,21 @@ def _decide(candidate: Path, evaluation: dict, limits: Thresholds, model_name: s
         passed = False
         reasons.append(f"the candidate has the same weights as the production model {champion}; nothing to promote")
 
+    card = build_model_card(config, evaluation, card_inputs.dataset_dir if card_inputs else None,
+                            card_inputs.quality() if card_inputs else None)
     metadata = {
         "evaluation": {n: m["natural"] for n, m in evaluation["models"].items()},
         "params": {"model": config.get("model", {}), "train": config.get("train", {})},
         "dataset_hash": dataset_hash, "champion": champion, "checks": checks, "weights_md5": digest,
+        "model_card": card,
     }
+    files = {CARD_FILE: render_model_card(card)}
     tag = None
     if passed:
-        tag = registry.save_to_store(candidate, model_name, _labels("production", evaluation, config, dataset_hash), metadata)
+        tag = registry.save_to_store(candidate, model_name, _labels("production", evaluation, config, dataset_hash), metadata, files)
         registry.set_production(model_name, tag)
     elif limits.save_refused and not unevaluated:  # unevaluated weights: the metrics in the labels would not be theirs
-        tag = registry.save_to_store(candidate, model_name, _labels("candidate", evaluation, config, dataset_hash), metadata)
+        tag = registry.save_to_store(candidate, model_name, _labels("candidate", evaluation, config, dataset_hash), metadata, files)
     decision = {
         "promoted": passed, "reasons": reasons, "tag": tag, "champion": champion,
         "production": registry.production_tag(model_name), "model_name": model_name, "dataset_hash": dataset_hash,
@@ -281,6 +303,7 @@ def run_promote(
     dataset_dir: Path | None = None,
     bentoml_home: str = "",
     shadow: ShadowInputs | None = None,
+    card_inputs: CardInputs | None = None,
 ) -> dict:
     """The promote step as the CLI and the KFP step both run it: the evaluate step's file, the `promote:`
     section, the store `bentoml_home` ("": $BENTOML_HOME, else the project's data/bentoml); the model
@@ -295,7 +318,7 @@ def run_promote(
 
         dataset = dataset_hash(Path(dataset_dir))
     return promote_step(Path(models_dir), json.loads(evaluation_path.read_text()), thresholds or {}, model_name, Path(decision_path),
-                        dataset, shadow)
+                        dataset, shadow, card_inputs)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -307,14 +330,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--serving-log", type=Path, default=None, help="a serving log folder: shadow both models on its requests")
     parser.add_argument("--outcomes", type=Path, default=None, help="labels by request_id and item_id (JSON lines), for served AUC")
     parser.add_argument("--features", type=Path, default=Path("data/features"), help="the feature tables the logged rows came from")
-    parser.add_argument("--dataset-schema", type=Path, default=Path("data/validated/schema.json"), help="the dataset contract")
+    parser.add_argument("--dataset-schema", type=Path, default=Path("data/validated/schema.json"),
+                        help="the dataset contract; its folder's splits give the model card's data window")
+    parser.add_argument("--quality", type=Path, default=None, help="the quality report: the model card's missingness tax and recovered share")
     args = parser.parse_args(argv)
+    card_inputs = CardInputs(args.dataset_schema.parent, args.quality)
     shadow = None if args.serving_log is None else ShadowInputs(args.serving_log, args.features, args.dataset_schema, args.outcomes)
     try:
         params = load_params(args.params)
         decision = run_promote(
             args.models, args.evaluation, params.get("promote"), section(params, "serving", "model_name"), args.decision,
-            shadow=shadow,
+            shadow=shadow, card_inputs=card_inputs,
         )
     except (FileNotFoundError, KeyError, ValueError, registry.StoreError) as e:
         print(f"promote: {e}", file=sys.stderr)

@@ -72,6 +72,20 @@ def test_residual_denoiser_starts_as_identity(schema, batch):
         assert torch.allclose(model(batch), model.base(batch))
 
 
+def test_multimask_adapter_starts_as_the_base_model_and_sees_the_mask(schema, batch):
+    base = build_model(schema, {"variant": "base"}, seed=2).eval()
+    model = build_model(schema, {"variant": "multimask", "mask_copies": 2}, seed=2).eval()
+    with torch.no_grad():
+        assert torch.allclose(model(batch), base(batch))  # a(s) = 1 at initialisation
+        model.adapter.net[-1].bias.fill_(1.0)
+        model.adapter.net[-1].weight[0].fill_(5.0)  # field 0's weight now depends on the mask
+        assert not torch.allclose(model(batch), base(batch))
+        ones, observed = torch.ones(1, schema.n_fields, 4), torch.zeros(1, schema.n_fields, dtype=torch.bool)
+        one_missing = observed.clone()
+        one_missing[0, 1] = True
+        assert not torch.allclose(model.adapter(ones, observed)[0, 0], model.adapter(ones, one_missing)[0, 0])
+
+
 def test_init_depends_only_on_seed(schema, batch):
     a = build_model(schema, {"variant": "asymdiffrec"}, seed=5)
     torch.rand(10)

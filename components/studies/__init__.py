@@ -1,0 +1,1 @@
+"""Studies of the model's case that need the data layer: the freshness-gap sweep."""
