@@ -182,13 +182,20 @@ def _declared_params(stage: dict[str, Any]) -> set[str]:
     return keys
 
 
+def _yaml12(text: str) -> dict:
+    """YAML as DVC reads it (1.2, ruamel): DVC writes 1e-05 into dvc.lock, which PyYAML (1.1) reads as a string."""
+    from ruamel.yaml import YAML
+
+    return json.loads(json.dumps(YAML(typ="safe", pure=True).load(text)))
+
+
 def lock_mismatches(repo: Path) -> list[str]:
     """Where `repo`'s dvc.lock disagrees with its dvc.yaml, its code and its params.yaml. Code deps are
     hashed by DVC itself (`dvc status`), data deps (the outputs of other stages) are left out: a clone
     has none. Empty when the lock was regenerated after the last code or params change."""
     stages = load_stages(repo)
-    lock = yaml.safe_load((repo / "dvc.lock").read_text()).get("stages", {})
-    params = yaml.safe_load((repo / PARAMS_FILE).read_text())
+    lock = _yaml12((repo / "dvc.lock").read_text()).get("stages", {})
+    params = _yaml12((repo / PARAMS_FILE).read_text())
     produced = {p for s in stages.values() for kind in ("outs", "metrics", "plots") for p in _path_entries(s.get(kind))}
     problems = [f"stage '{n}' is in dvc.yaml but not in dvc.lock" for n in sorted(set(stages) - set(lock))]
     problems += [f"stage '{n}' is in dvc.lock but not in dvc.yaml" for n in sorted(set(lock) - set(stages))]
