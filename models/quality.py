@@ -154,7 +154,7 @@ def check_same_events(natural: Dataset, fresh: Dataset) -> None:
 
 def _section(runs: dict[str, list[dict[str, Any]]], fresh_runs: list[dict[str, Any]] | None, data: Dataset) -> dict[str, Any]:
     """Aggregates, the tax, the recovered shares and the paired comparisons of one base model's runs."""
-    slices = test_slices(data)
+    slices = missing_slices(data)
     models = {v: aggregate(rs) for v, rs in runs.items()}
     tax = None
     if fresh_runs is not None:
@@ -170,7 +170,7 @@ def _section(runs: dict[str, list[dict[str, Any]]], fresh_runs: list[dict[str, A
     }
 
 
-def test_slices(data: Dataset) -> dict[str, dict[str, np.ndarray]]:
+def missing_slices(data: Dataset) -> dict[str, dict[str, np.ndarray]]:
     """Rows of the natural test split by which view is missing and by how many fields are missing."""
     test = data.test
     y, users = test[data.label].to_numpy(), test[data.user_key].to_numpy()
@@ -291,6 +291,13 @@ def _share(r: dict[str, Any] | None) -> str:
     return f"{r['mean']:.2f} {_ci(r['ci95'], 2, signed=False)}"
 
 
+def _slice_cell(r: dict[str, Any] | None, tax: float) -> str:
+    """A share of a tax that is not there means nothing (its sign even flips): show the gain instead."""
+    if r is not None and tax <= 0:
+        return f"({r['gain']:+.4f})"
+    return _share(r)
+
+
 def _tax_lines(tax: dict[str, Any], models: dict[str, Any], title: str) -> list[str]:
     lines = [f"## {title}", "",
              "The base model trained and tested on what a perfectly fresh feature store would have served, minus the "
@@ -310,11 +317,13 @@ def _tax_lines(tax: dict[str, Any], models: dict[str, Any], title: str) -> list[
         keys = list(tax.get(kind, {}))
         if not keys:
             continue
-        lines += ["", f"Where the AUC tax is paid and won back, by {label}: rows, tax, and each method's recovered share.", "",
+        lines += ["", f"Where the AUC tax is paid and won back, by {label}: rows, tax, and each method's recovered share. "
+                  "A slice the fresh store does not help (tax ≤ 0) has no tax to recover: its cells give each method's AUC "
+                  "gain over the base model instead, in parentheses.", "",
                   "| slice | rows | base AUC | fresh AUC | tax | " + " | ".join(rec) + " |", "|---" * (5 + len(rec)) + "|"]
         for k in keys:
             t = tax[kind][k]
-            cells = [_share(r[kind].get(k)) for r in rec.values()]
+            cells = [_slice_cell(r[kind].get(k), t["tax"]) for r in rec.values()]
             lines.append(f"| {k} | {t['rows']} | {t['natural']:.4f} | {t['fresh']:.4f} | {t['tax']:+.4f} | " + " | ".join(cells) + " |")
     return lines + [""]
 

@@ -5,6 +5,12 @@ arguments is `dvc repro` on a cluster. The function below only wires the steps (
 and says where they run: the GPU node pool for training, the model-store volume for the steps that
 read or write BentoML models, the Feast settings (ConfigMap and Secret) for the steps that use the
 feature store. Caching is off for the steps with effects outside their artefacts.
+
+Training runs in one pod (`num_nodes` 1, the default: torchrun over that pod's `gpu_count` GPUs) or,
+with `num_nodes` > 1, as a Kubeflow Trainer TrainJob of that many pods with `gpus_per_node` each
+(components/lifecycle/trainjob.py). Each branch returns its model's URI and one importer turns
+whichever ran into the `model` that evaluate and promote read (kfp.local cannot run dsl.OneOf over
+artifacts, but it can over parameters).
 """
 
 import json
@@ -13,6 +19,7 @@ from kfp import dsl, kubernetes
 
 from common.params import load_params
 from pipelines import kfp_steps as c
+from pipelines.image import PROJECT_IMAGE
 
 PIPELINE_NAME = "asymdiffrec"
 P = load_params()
@@ -34,6 +41,17 @@ GPU_TOLERATIONS = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "No
 
 TRAIN_CPU_REQUEST = "4"
 TRAIN_MEMORY_REQUEST = "16G"
+
+# Multi-node training (Kubeflow Trainer v2): its runtime, and where the launching step and the trainer
+# pods hand the dataset and the model over (a bucket both reach; deploy/README.md creates it).
+TRAINJOB_RUNTIME = "torch-distributed"
+TRAINJOB_ARTIFACT_URI = "s3://asymdiffrec/trainjobs"
+TRAINJOB_TIMEOUT_S = 6 * 3600
+# What the trainer pods read the object store's endpoint and keys from: the same ConfigMap and Secret.
+TRAINJOB_POD_ENV = [
+    {"name": "FEAST_S3_ENDPOINT_URL", "kind": "configMap", "source": FEAST_CONFIG_MAP, "key": "FEAST_S3_ENDPOINT_URL"},
+    *({"name": env, "kind": "secret", "source": S3_SECRET, "key": key} for env, key in S3_SECRET_KEYS.items()),
+]
 
 
 def uses_feature_store(task: dsl.PipelineTask) -> dsl.PipelineTask:
@@ -78,6 +96,13 @@ def asymdiffrec_pipeline(
     gpu_count: int = 1,
     gpu_node_selector: dict = GPU_NODE_SELECTOR,
     gpu_tolerations: list = GPU_TOLERATIONS,
+    # multi-node training: num_nodes > 1 runs a Kubeflow Trainer TrainJob of that many pods instead of one pod
+    num_nodes: int = 1,
+    gpus_per_node: int = 1,
+    trainjob_runtime: str = TRAINJOB_RUNTIME,
+    trainjob_image: str = PROJECT_IMAGE,
+    trainjob_artifact_uri: str = TRAINJOB_ARTIFACT_URI,
+    trainjob_timeout_s: int = TRAINJOB_TIMEOUT_S,
     bentoml_home: str = "",
     model_store_pvc: str = "asymdiffrec-model-store",
     # the service's serving log, mirrored to object storage (s3://...): shadow the candidate on it ("" = no shadow)
@@ -98,22 +123,36 @@ def asymdiffrec_pipeline(
     )
     uses_feature_store(validated.set_display_name("validate"))  # reads the contract from the registry
 
-    train = c.train_op(
-        dataset=validated.outputs["validated"], model_config=model_config, train_config=train_config,
-        epochs=epochs, seed=seed, embed_dim=embed_dim,
-    ).set_display_name("train")
-    train.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(gpu_count)
-    train.set_cpu_request(TRAIN_CPU_REQUEST).set_memory_request(TRAIN_MEMORY_REQUEST)
-    kubernetes.add_node_selector_json(train, gpu_node_selector)
-    kubernetes.add_toleration_json(train, gpu_tolerations)
+    with dsl.If(num_nodes == 1, name="one-pod"):
+        train = c.train_op(
+            dataset=validated.outputs["validated"], model_config=model_config, train_config=train_config,
+            epochs=epochs, seed=seed, embed_dim=embed_dim,
+        ).set_display_name("train")
+        train.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(gpu_count)
+        train.register_pipeline_channels([gpu_count])  # so the branch passes gpu_count down to the limit's placeholder
+        train.set_cpu_request(TRAIN_CPU_REQUEST).set_memory_request(TRAIN_MEMORY_REQUEST)
+        kubernetes.add_node_selector_json(train, gpu_node_selector)
+        kubernetes.add_toleration_json(train, gpu_tolerations)
+    with dsl.Else(name="trainjob"):
+        trainjob = c.trainjob_train_op(
+            dataset=validated.outputs["validated"], model_config=model_config, train_config=train_config,
+            epochs=epochs, seed=seed, embed_dim=embed_dim, num_nodes=num_nodes, gpus_per_node=gpus_per_node,
+            runtime=trainjob_runtime, image=trainjob_image, artifact_uri=trainjob_artifact_uri,
+            timeout_s=trainjob_timeout_s, node_selector=gpu_node_selector, tolerations=gpu_tolerations,
+            cpu_per_node=TRAIN_CPU_REQUEST, memory_per_node=TRAIN_MEMORY_REQUEST, pod_env=json.dumps(TRAINJOB_POD_ENV),
+        )
+        uses_feature_store(trainjob.set_display_name("train (TrainJob)"))  # the object store's endpoint and keys
+    model = dsl.importer(
+        artifact_uri=dsl.OneOf(train.outputs["Output"], trainjob.outputs["Output"]), artifact_class=dsl.Model, reimport=False,
+    ).set_display_name("model")
 
     evaluate = c.evaluate_op(
-        dataset=validated.outputs["validated"], model=train.outputs["model"], model_name=model_name, bentoml_home=bentoml_home,
+        dataset=validated.outputs["validated"], model=model.output, model_name=model_name, bentoml_home=bentoml_home,
         evaluation_config=evaluation_config,
     )
     uses_model_store(no_cache(evaluate.set_display_name("evaluate")), model_store_pvc)  # reads the current champion
     promote = c.promote_op(
-        dataset=validated.outputs["validated"], features=features.outputs["features"], model=train.outputs["model"],
+        dataset=validated.outputs["validated"], features=features.outputs["features"], model=model.output,
         evaluation=evaluate.outputs["evaluation"], thresholds=promotion_thresholds, model_name=model_name,
         bentoml_home=bentoml_home, serving_log_uri=serving_log_uri,
     )

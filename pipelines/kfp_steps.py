@@ -127,10 +127,11 @@ def train_op(
     embed_dim: int,
     model: Output[Model],
     training: Output[Metrics],
-):
+) -> str:
     """Train AsymDiffRec and its base model on the validated dataset: torch DDP via torchrun when the
     node has several GPUs, one GPU or the CPU otherwise. `model_config` / `train_config` are the
-    params.yaml `model:` / `train:` sections as JSON; the scalars override their keys."""
+    params.yaml `model:` / `train:` sections as JSON; the scalars override their keys. Returns the
+    model's URI, which the pipeline imports whichever training branch ran."""
     import json
     from pathlib import Path
 
@@ -146,6 +147,66 @@ def train_op(
     )
     for name, value in result.get("metrics", {}).items():
         training.log_metric(name, value)
+    return model.uri
+
+
+@component
+def trainjob_train_op(
+    dataset: Input[Dataset],
+    model_config: str,
+    train_config: str,
+    epochs: int,
+    seed: int,
+    embed_dim: int,
+    num_nodes: int,
+    gpus_per_node: int,
+    runtime: str,
+    image: str,
+    artifact_uri: str,
+    timeout_s: int,
+    node_selector: dict,
+    tolerations: list,
+    cpu_per_node: str,
+    memory_per_node: str,
+    pod_env: str,
+    model: Output[Model],
+    training: Output[Metrics],
+) -> str:
+    """The same training on `num_nodes` pods of a Kubeflow Trainer TrainJob (runtime `runtime`; `gpus_per_node`,
+    `cpu_per_node` and `memory_per_node` each; in `image`; placed by `node_selector` and `tolerations`).
+    This step stages the dataset under `artifact_uri` (object storage: the trainer pods cannot see this
+    pod's files), submits the job, waits up to `timeout_s` and downloads the model into its `model`
+    output. `pod_env` (JSON list) names the ConfigMap and Secret keys the trainer pods read the object
+    store's endpoint and keys from. Returns the model's URI, as train_op does."""
+    import json
+    from pathlib import Path
+
+    from kubeflow.trainer import TrainerClient
+
+    from common.params import with_overrides
+    from components.lifecycle.train import dataset_hash
+    from components.lifecycle.trainjob import EnvFrom, TrainerCluster, require_object_store, train_on_trainjob
+
+    cluster = TrainerCluster(
+        image=image, num_nodes=num_nodes, gpus_per_node=gpus_per_node, runtime=runtime,
+        node_selector=node_selector, tolerations=tolerations, cpu_per_node=cpu_per_node, memory_per_node=memory_per_node,
+        env=tuple(EnvFrom(**e) for e in json.loads(pod_env)), deadline_s=timeout_s,
+    )
+    result = train_on_trainjob(
+        TrainerClient(),
+        Path(dataset.path),
+        Path(model.path),
+        with_overrides(json.loads(model_config), embed_dim=embed_dim),
+        with_overrides(json.loads(train_config), epochs=epochs, seed=seed),
+        dataset_hash(Path(dataset.path)),
+        cluster,
+        require_object_store(artifact_uri),
+        timeout_s,
+    )
+    for name, value in result.get("metrics", {}).items():
+        training.log_metric(name, value)
+    model.metadata.update({"world_size": int(result.get("world_size", 0)), "num_nodes": num_nodes})
+    return model.uri
 
 
 @component

@@ -23,13 +23,34 @@ SUBPROCESS_ENTRY_POINTS = {
     # `bentoml build` imports the service that bentofile.yaml names
     "components.lifecycle.package": lambda root: [yaml.safe_load((root / "bentofile.yaml").read_text())["service"].split(":")[0]],
 }
-# Files (not modules) a step reads, relative to the repository root, keyed by the module that reads them.
+# Files (not modules) a step reads, relative to the repository root, keyed by the module that reads them;
+# each rule sees the stage too.
+FEAST_CONFIG_PARAM = "feature_store.config"
+
+
+def _feast_configs(root: Path, stage: dict[str, Any]) -> list[str]:
+    """A stage that chooses its Feast config by param may open any feature_store*.yaml; one without the
+    param opens the default (components.data.feature_store.DEFAULT_FS_YAML) only."""
+    if FEAST_CONFIG_PARAM in _param_keys(stage):
+        return sorted(str(p.relative_to(root)) for p in (root / "feature_repo").glob("feature_store*.yaml"))
+    return ["feature_repo/feature_store.yaml"]
+
+
 DATA_FILES = {
-    "components.data.feature_store": lambda root: sorted(
-        str(p.relative_to(root)) for p in (root / "feature_repo").glob("feature_store*.yaml")
-    ),
-    "components.lifecycle.package": lambda root: ["bentofile.yaml", "serving/requirements.txt"],
+    "components.data.feature_store": _feast_configs,
+    "components.lifecycle.package": lambda root, stage: ["bentofile.yaml", "serving/requirements.txt"],
 }
+
+
+def _param_keys(stage: dict[str, Any]) -> set[str]:
+    """The params.yaml keys a stage lists (strings, or one-key mappings of a params file to its keys)."""
+    keys: set[str] = set()
+    for entry in stage.get("params") or []:
+        if isinstance(entry, str):
+            keys.add(entry)
+        else:
+            keys.update(k for ks in entry.values() for k in ks)
+    return keys
 
 
 # --- the import graph --------------------------------------------------------------------------------
@@ -115,7 +136,7 @@ def stage_requirements(stage: dict[str, Any], root: Path = ROOT) -> list[str]:
     files = {str(path.relative_to(root)) for path in closure.values()}
     for module, extra in DATA_FILES.items():
         if module in closure:
-            files.update(extra(root))
+            files.update(extra(root, stage))
     return sorted(files)
 
 
@@ -132,7 +153,7 @@ def test_stage_deps_cover_every_module_it_runs(name):
     missing = uncovered(stage_requirements(stage), _path_entries(stage.get("deps")))
     assert not missing, (
         f"stage '{name}' runs {missing} but lists none of them (nor a folder above) in its deps: editing them "
-        f"would not re-run it; add the folder to dvc.yaml"
+        f"would not re-run it; add them (or a folder above) to dvc.yaml"
     )
 
 
@@ -142,6 +163,13 @@ def test_the_import_graph_sees_lazy_imports_and_subprocesses():
     assert "components.data.validate.cli" in project_closure("components.data.validate")  # via __main__.py
     assert "serving.service" in project_closure("components.lifecycle.package")
     assert "torch" not in project_closure("components.lifecycle.train")  # only project files count
+
+
+def test_feast_configs_are_deps_of_the_stages_that_may_open_them():
+    """A stage with the feature_store.config param may open any config; the others the default only, so
+    a new Feast config re-runs the stages that can choose it and no long study."""
+    assert _feast_configs(ROOT, STAGES["tax_sweep"]) == ["feature_repo/feature_store.yaml"]
+    assert "feature_repo/feature_store.redis.yaml" in _feast_configs(ROOT, STAGES["materialize"])
 
 
 def test_a_dropped_dep_is_reported():

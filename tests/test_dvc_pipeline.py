@@ -163,13 +163,15 @@ def test_dvc_repro_runs_the_whole_pipeline_to_a_production_model(repo_copy, tmp_
     params["quality"].update(seeds=[0, 1], variants=["base", "asymdiffrec"], second_base=None)
     params["selection"].update(seeds=[0, 1], stages=[{"name": "embedding size", "variant": "base", "candidates": {
         "as_is": {}, "embed_dim_8": {"model": {"embed_dim": 8}}}}])
+    params["tax_sweep"].update(synthetic={"n_events": 3000, "n_users": 300, "n_items": 150, "days": 20}, scales=[0, 1], seeds=[0, 1],
+                               variants=["base", "asymdiffrec"], train={"epochs": 1})
     params["train"]["epochs"] = 1
     # one epoch on small data: promote what trained (its shadow is recorded, not held against it)
     params["promote"].update(min_gain_over_base=-1.0, min_bucket_rows=50, shadow_min_correlation=None, shadow_max_auc_drop=None)
     (repo_copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
     out = _run(["dvc", "repro"], repo_copy).stdout
-    for stage in ("fresh", "selection", "quality", "train", "evaluate", "replay", "monitor", "promote", "model_summary", "package"):
+    for stage in ("fresh", "selection", "quality", "tax_sweep", "train", "evaluate", "replay", "monitor", "promote", "model_summary", "package"):
         assert f"Running stage '{stage}'" in out
     evaluation = json.loads((repo_copy / "metrics" / "evaluate.json").read_text())
     assert set(evaluation["models"]) == {"candidate", "base"}  # no champion before the first promotion
@@ -201,6 +203,9 @@ def test_dvc_repro_runs_the_whole_pipeline_to_a_production_model(repo_copy, tmp_
     roc = plots["roc"][0]["content"]
     assert roc["encoding"]["color"]["field"] == "model"  # one ROC line per model (.dvc/plots/by_model.json)
     assert {row["model"] for row in roc["data"]["values"]} == {"candidate", "base"} and "robustness" in plots
+    sweep = json.loads((repo_copy / "reports" / "tax_sweep.json").read_text())
+    assert list(sweep["scales"]) == ["0", "1"] and "asymdiffrec" in sweep["scales"]["1"]["recovered"]
+    assert (repo_copy / "reports" / "tax_sweep.png").exists()
 
     _run(["git", "add", "-A"], repo_copy)
     _run(["git", "commit", "-qm", "first model"], repo_copy)

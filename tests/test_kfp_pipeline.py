@@ -70,7 +70,8 @@ def test_compiled_yaml_holds_every_step_in_the_project_image(compiled):
     tasks = _all_tasks(spec)
     assert STEPS <= set(tasks)
     executors = spec["deploymentSpec"]["executors"]
-    assert {e["container"]["image"] for e in executors.values()} == {"registry.example.com/asymdiffrec:test"}
+    assert {e["container"]["image"] for e in executors.values() if "container" in e} == {"registry.example.com/asymdiffrec:test"}
+    assert {name for name, e in executors.items() if "container" not in e} == {"exec-importer"}  # the model of either training branch
 
 
 def test_compiled_training_asks_for_a_gpu_node(compiled):
@@ -80,8 +81,10 @@ def test_compiled_training_asks_for_a_gpu_node(compiled):
     assert train["accelerator"]["resourceCount"] == "{{$.inputs.parameters['pipelinechannel--gpu_count']}}"
     assert train["resourceCpuRequest"] and train["resourceMemoryRequest"]
     k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train-op"]
-    assert k8s["nodeSelector"]["nodeSelectorJson"]["componentInputParameter"] == "gpu_node_selector"
-    assert k8s["tolerations"][0]["tolerationJson"]["componentInputParameter"] == "gpu_tolerations"
+    assert k8s["nodeSelector"]["nodeSelectorJson"]["componentInputParameter"] == "pipelinechannel--gpu_node_selector"
+    assert k8s["tolerations"][0]["tolerationJson"]["componentInputParameter"] == "pipelinechannel--gpu_tolerations"
+    branch = next(c for c in spec["components"].values() if "train-op" in c.get("dag", {}).get("tasks", {}))
+    assert "pipelinechannel--gpu_count" in branch["inputDefinitions"]["parameters"]  # the limit's value reaches the branch
     defaults = spec["root"]["inputDefinitions"]["parameters"]
     assert defaults["gpu_node_selector"]["defaultValue"] == {"asymdiffrec.io/pool": "gpu"}
     assert defaults["gpu_tolerations"]["defaultValue"][0]["key"] == "nvidia.com/gpu"
@@ -99,7 +102,46 @@ def test_compiled_promote_and_package_run_only_on_the_gate(compiled):
     assert "promote-op" in root and "package-op" not in root
     for name in ("materialize-op", "promote-op", "package-op", "evaluate-op"):
         assert _all_tasks(spec)[name].get("cachingOptions", {}).get("enableCache", False) is False
-    assert root["train-op"]["cachingOptions"]["enableCache"] is True
+    assert _all_tasks(spec)["train-op"]["cachingOptions"]["enableCache"] is True
+
+
+def test_compiled_training_is_one_pod_or_a_trainjob_by_num_nodes_and_both_feed_evaluate_and_promote(compiled):
+    spec, platform = compiled
+    components, root = spec["components"], spec["root"]["dag"]["tasks"]
+    branches = components[root["condition-branches-1"]["componentRef"]["name"]]["dag"]
+    by_condition = {
+        t["triggerPolicy"]["condition"]: set(components[t["componentRef"]["name"]]["dag"]["tasks"])
+        for t in branches["tasks"].values()
+    }
+    assert by_condition == {
+        "int(inputs.parameter_values['pipelinechannel--num_nodes']) == 1": {"train-op"},
+        "!(int(inputs.parameter_values['pipelinechannel--num_nodes']) == 1)": {"trainjob-train-op"},
+    }
+    # whichever branch ran, its model URI becomes the one model evaluate and promote read
+    oneof = next(iter(branches["outputs"]["parameters"].values()))["valueFromOneof"]["parameterSelectors"]
+    assert {s["outputParameterKey"] for s in oneof} == {"pipelinechannel--train-op-Output", "pipelinechannel--trainjob-train-op-Output"}
+    importer = root["importer"]
+    assert importer["inputs"]["parameters"]["uri"]["taskOutputParameter"]["producerTask"] == "condition-branches-1"
+    for step in ("evaluate-op", "promote-op"):
+        assert root[step]["inputs"]["artifacts"]["model"]["taskOutputArtifact"]["producerTask"] == "importer", step
+
+    launch = _all_tasks(spec)["trainjob-train-op"]["inputs"]["parameters"]
+    for arg, param in {
+        "num_nodes": "num_nodes", "gpus_per_node": "gpus_per_node", "runtime": "trainjob_runtime", "image": "trainjob_image",
+        "artifact_uri": "trainjob_artifact_uri", "timeout_s": "trainjob_timeout_s", "node_selector": "gpu_node_selector",
+        "tolerations": "gpu_tolerations", "epochs": "epochs", "train_config": "train_config",
+    }.items():
+        assert launch[arg]["componentInputParameter"] == f"pipelinechannel--{param}", arg
+    pod_env = json.loads(launch["pod_env"]["runtimeValue"]["constant"])
+    assert {e["name"]: (e["kind"], e["source"]) for e in pod_env} == {
+        "FEAST_S3_ENDPOINT_URL": ("configMap", "asymdiffrec-feast"),
+        "AWS_ACCESS_KEY_ID": ("secret", "asymdiffrec-s3"), "AWS_SECRET_ACCESS_KEY": ("secret", "asymdiffrec-s3"),
+    }
+    executor = spec["deploymentSpec"]["executors"]["exec-trainjob-train-op"]["container"]
+    assert "accelerator" not in executor.get("resources", {})  # the launching pod only submits and waits
+    assert "train_on_trainjob" in executor["command"][-1] and "TrainerClient" in executor["command"][-1]
+    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-trainjob-train-op"]
+    assert k8s["secretAsEnv"][0]["secretName"] == "asymdiffrec-s3"  # it uploads the dataset and downloads the model
 
 
 # Every pipeline parameter and where its default comes from: a params.yaml section (as JSON), one
@@ -117,6 +159,9 @@ CLUSTER = {
     "gpu_count": 1, "gpu_node_selector": {"asymdiffrec.io/pool": "gpu"},
     "gpu_tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
     "bentoml_home": "", "model_store_pvc": "asymdiffrec-model-store", "serving_log_uri": "",
+    "num_nodes": 1, "gpus_per_node": 1, "trainjob_runtime": "torch-distributed",
+    "trainjob_image": "registry.example.com/asymdiffrec:test", "trainjob_artifact_uri": "s3://asymdiffrec/trainjobs",
+    "trainjob_timeout_s": 6 * 3600,
 }
 
 

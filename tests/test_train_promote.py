@@ -403,6 +403,11 @@ def test_ddp_on_cpu_with_two_gloo_processes(dataset, tmp_path):
     summary = launch_train(dataset, out, MODEL, {**TRAIN, "epochs": 1}, "h.dir", nproc=2)
     assert summary["world_size"] == 2 and summary["device"] == "cpu"
     assert json.loads((out / "train.json").read_text()) == summary
+    # the same run in one process: data-parallel training changes the batches each step sees, not what is learnt
+    single = train_step(dataset, tmp_path / "single", MODEL, {**TRAIN, "epochs": 1}, "h.dir")
+    assert set(summary["metrics"]) == set(single["metrics"]) == {"asymdiffrec_val_auc", "base_val_auc"}
+    for name, value in single["metrics"].items():
+        assert abs(summary["metrics"][name] - value) < 0.02, (name, summary["metrics"][name], value)
     test = pd.read_parquet(dataset / "test.parquet")
     for folder in ("asymdiffrec", "base"):
         ckpt = load_checkpoint(out / folder)

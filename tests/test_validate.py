@@ -451,3 +451,17 @@ def test_pipeline_step_reads_the_contract_from_the_apply_steps_registry(tmp_path
     with pytest.raises(FileNotFoundError, match="dvc repro feast_apply"):
         validate_step(candidate, tmp_path / "no-registry", tmp_path / "validated", tmp_path / "r.json",
                       PARAMS["validate"], PARAMS["feature_store"]["config"])
+
+
+def test_the_gate_runs_as_a_module_with_pyspark_installed():
+    """`python -m components.data.validate` (what DVC runs) must reach its CLI: importing Great
+    Expectations while the package loads, before __main__ is set up, made pyspark exit 0 silently."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    pytest.importorskip("pyspark")
+    out = subprocess.run([sys.executable, "-m", "components.data.validate", "--help"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0 and "--candidate" in out.stdout, out.stderr

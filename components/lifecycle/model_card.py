@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from common.jsonable import jsonable
 from common.names import SPLITS
@@ -45,7 +46,8 @@ def data_window(dataset_dir: Path) -> dict[str, Any]:
         path = Path(dataset_dir) / f"{split}.parquet"
         if not path.exists():
             continue
-        cols = pd.read_parquet(path, columns=None).filter(regex=r"^(event_timestamp|missing_view__.*)$")
+        names = [n for n in pq.read_schema(path).names if n == "event_timestamp" or n.startswith("missing_view__")]
+        cols = pd.read_parquet(path, columns=names)
         ts = cols["event_timestamp"] if "event_timestamp" in cols else pd.Series(dtype="datetime64[ns, UTC]")
         out[split] = {
             "rows": int(len(cols)),

@@ -270,21 +270,25 @@ def _decide(candidate: Path, evaluation: dict, limits: Thresholds, model_name: s
         passed = False
         reasons.append(f"the candidate has the same weights as the production model {champion}; nothing to promote")
 
-    card = build_model_card(config, evaluation, card_inputs.dataset_dir if card_inputs else None,
-                            card_inputs.quality() if card_inputs else None)
-    metadata = {
-        "evaluation": {n: m["natural"] for n, m in evaluation["models"].items()},
-        "params": {"model": config.get("model", {}), "train": config.get("train", {})},
-        "dataset_hash": dataset_hash, "champion": champion, "checks": checks, "weights_md5": digest,
-        "model_card": card,
-    }
-    files = {CARD_FILE: render_model_card(card)}
+    def save(stage: str) -> str:
+        """Into the model store with its card (built only for a model that is kept)."""
+        card = build_model_card(config, evaluation, card_inputs.dataset_dir if card_inputs else None,
+                                card_inputs.quality() if card_inputs else None)
+        metadata = {
+            "evaluation": {n: m["natural"] for n, m in evaluation["models"].items()},
+            "params": {"model": config.get("model", {}), "train": config.get("train", {})},
+            "dataset_hash": dataset_hash, "champion": champion, "checks": checks, "weights_md5": digest,
+            "model_card": card,
+        }
+        return registry.save_to_store(candidate, model_name, _labels(stage, evaluation, config, dataset_hash), metadata,
+                                      {CARD_FILE: render_model_card(card)})
+
     tag = None
     if passed:
-        tag = registry.save_to_store(candidate, model_name, _labels("production", evaluation, config, dataset_hash), metadata, files)
+        tag = save("production")
         registry.set_production(model_name, tag)
     elif limits.save_refused and not unevaluated:  # unevaluated weights: the metrics in the labels would not be theirs
-        tag = registry.save_to_store(candidate, model_name, _labels("candidate", evaluation, config, dataset_hash), metadata, files)
+        tag = save("candidate")
     decision = {
         "promoted": passed, "reasons": reasons, "tag": tag, "champion": champion,
         "production": registry.production_tag(model_name), "model_name": model_name, "dataset_hash": dataset_hash,

@@ -11,8 +11,8 @@ paired by seed (models.quality does the arithmetic). Runs are cached under `--ca
 everything that decides them, so an interrupted sweep resumes where it stopped and a changed setting
 re-runs only what it changes.
 
-Writes `tax_sweep.json` (per scale: the gap settings, missing rates, tax and recovered shares with
-95% intervals) and `tax_sweep.png` (tax and recovered share against the gap scale).
+Writes `tax_sweep.json` (per scale: the gap settings, missing rates, the tax, each method's paired gain
+over the base and its recovered share, with 95% intervals) and `tax_sweep.png` (against the gap scale).
 """
 from __future__ import annotations
 
@@ -37,8 +37,8 @@ from components.data.fresh import build_fresh_dataset, scaled_feature_config
 from components.data.missingness import missingness_report
 from components.data.synthetic_log import SyntheticConfig, generate
 from models.config import VARIANTS
-from models.quality import (EncodedDataset, check_same_events, encode_dataset, paired, recovered_share,
-                            tax_report, test_slices, train_runs)
+from models.quality import (EncodedDataset, check_same_events, encode_dataset, missing_slices, paired, recovered_share,
+                            tax_report, train_runs)
 
 METHODS_REQUIRE = "base"  # every share is measured against it
 
@@ -108,9 +108,19 @@ def _runs(enc: EncodedDataset, cache: RunCache, scale: float, variants: Sequence
     return out
 
 
-def run_sweep(params: dict, cache_dir: Path) -> dict[str, Any]:
-    """Every scale: build its dataset, train (or read from the cache) its runs, measure the tax."""
+def run_sweep(params: dict, cache_dir: Path, only: Sequence[float] | None = None) -> dict[str, Any] | None:
+    """Every scale: build its dataset, train (or read from the cache) its runs, measure the tax.
+
+    `only` trains (or finds cached) the runs of those scales and the fresh reference, and returns no
+    report: several processes or machines sharing `cache_dir` split a sweep this way, and a last run
+    without `only` reads every run from the cache and writes the report."""
     config = TaxSweepConfig.from_dict(section(params, "tax_sweep"))
+    order = run_order(config.scales)
+    if only is not None:
+        unknown = sorted(set(only) - set(config.scales))
+        if unknown:
+            raise ValueError(f"--only scales {unknown} are not in tax_sweep.scales {list(config.scales)}")
+        order = [s for s in order if s == 0.0 or s in only]
     synthetic = SyntheticConfig.from_dict({**section(params, "ingest", "synthetic"), **config.synthetic})
     feature_jobs = section(params, "feature_jobs")
     model_config = {k: v for k, v in section(params, "model").items() if k != "variant"}
@@ -125,7 +135,7 @@ def run_sweep(params: dict, cache_dir: Path) -> dict[str, Any]:
     scales: dict[str, Any] = {}
     try:
         fresh_enc, fresh_runs = None, None
-        for scale in run_order(config.scales):
+        for scale in order:
             splits, schema = build_fresh_dataset(raw, feature_jobs, ttl, dataset, work / f"store-{scale:g}", gap_scale=scale)
             folder = work / f"dataset-{scale:g}"
             write_dataset(splits, schema, folder)
@@ -140,17 +150,21 @@ def run_sweep(params: dict, cache_dir: Path) -> dict[str, Any]:
                 continue
             check_same_events(enc.data, fresh_enc.data)
             runs = _runs(enc, cache, scale, config.variants, config.seeds, model_config, train_config)
-            slices = test_slices(enc.data)
+            slices = missing_slices(enc.data)
             scales[f"{scale:g}"] = {
                 "gaps": gaps, "test_missing_rate": rates,
                 "tax": tax_report(runs["base"], fresh_runs, slices),
                 "recovered": {v: recovered_share(rs, runs["base"], fresh_runs, slices) for v, rs in runs.items() if v != "base"},
+                "gain_vs_base": {v: paired([r["natural"]["auc"] for r in rs], [b["natural"]["auc"] for b in runs["base"]])
+                                 for v, rs in runs.items() if v != "base"},
                 "paired_vs_dropout": ({v: paired([r["natural"]["auc"] for r in rs], [d["natural"]["auc"] for d in runs["dropout"]])
                                        for v, rs in runs.items() if v not in ("base", "dropout")} if "dropout" in runs else {}),
                 "auc": {v: float(np.mean([r["natural"]["auc"] for r in rs])) for v, rs in runs.items()},
             }
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    if only is not None:
+        return None
     ordered = {f"{s:g}": scales[f"{s:g}"] for s in sorted(config.scales)}
     return jsonable({"source": {"n_events": len(raw.events), **{k: v for k, v in asdict(synthetic).items() if k != "n_events"}},
                      "seeds": list(config.seeds), "variants": list(config.variants), "train": train_config, "scales": ordered})
@@ -164,7 +178,9 @@ def run_order(scales: Sequence[float]) -> list[float]:
 
 
 def plot_sweep(report: dict[str, Any], path: Path) -> None:
-    """Left: the AUC tax against the gap scale; right: each method's recovered share, with 95% intervals."""
+    """Left, in AUC: the tax (fresh base − natural base) and each method's gain over the natural base,
+    with 95% intervals; a gain above the tax beats even the fresh store. Right: the recovered share,
+    gain / tax, with Fieller's interval, only where the tax is distinguishable from zero."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -172,25 +188,41 @@ def plot_sweep(report: dict[str, Any], path: Path) -> None:
 
     points = [(float(s), v) for s, v in report["scales"].items() if "tax" in v]
     xs = [s for s, _ in points]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    tax = [v["tax"]["auc"]["tax"] for _, v in points]
-    lo = [v["tax"]["auc"]["tax"] - v["tax"]["auc"]["ci95"][0] for _, v in points]
-    hi = [v["tax"]["auc"]["ci95"][1] - v["tax"]["auc"]["tax"] for _, v in points]
-    left.errorbar(xs, tax, yerr=[lo, hi], marker="o", capsize=3, color="black")
-    left.set(xlabel="freshness gaps (x the configured delays and failure rate)", ylabel="AUC tax (fresh − natural)",
-             title="What the missing features cost")
-    left.grid(alpha=0.3)
     methods = sorted({m for _, v in points for m in v["recovered"]})
-    for i, m in enumerate(methods):
-        shift = (i - (len(methods) - 1) / 2) * 0.04
-        mean = [v["recovered"][m]["auc"]["mean"] for _, v in points]
-        ci = [v["recovered"][m]["auc"]["ci95"] for _, v in points]
-        err = [[mu - c[0] if c[0] is not None else 0 for mu, c in zip(mean, ci)],
-               [c[1] - mu if c[1] is not None else 0 for mu, c in zip(mean, ci)]]
-        right.errorbar([x + shift for x in xs], mean, yerr=err, marker="o", capsize=3, label=m)
+    colors = {m: f"C{i}" for i, m in enumerate(methods)}
+    shift = {m: (i - (len(methods) - 1) / 2) * 0.04 * max(xs, default=1) for i, m in enumerate(methods)}
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+
+    def bars(ax, x, mean, ci, **kw) -> None:
+        lo = [m - c[0] if c[0] is not None else 0 for m, c in zip(mean, ci)]
+        hi = [c[1] - m if c[1] is not None else 0 for m, c in zip(mean, ci)]
+        ax.errorbar(x, mean, yerr=[lo, hi], capsize=3, **kw)
+
+    bars(left, xs, [v["tax"]["auc"]["tax"] for _, v in points], [v["tax"]["auc"]["ci95"] for _, v in points],
+         marker="s", color="black", lw=2, label="tax (fresh − natural)")
+    for m in methods:
+        gains = [v["gain_vs_base"][m] for _, v in points]
+        bars(left, [x + shift[m] for x in xs], [g["mean_diff"] for g in gains], [g["ci95"] for g in gains],
+             marker="o", color=colors[m], label=f"{m} − base")
+    left.axhline(0, color="grey", lw=0.8)
+    left.set(xlabel="freshness gaps (x the configured delays and failure rate)", ylabel="AUC difference",
+             title="The tax and each method's gain")
+    left.grid(alpha=0.3)
+    left.legend(fontsize=8)
+    for m in methods:  # a share of a tax not distinguishable from zero is not a number to plot
+        rec = [(x + shift[m], v["recovered"][m]["auc"]) for x, (_, v) in zip(xs, points) if v["tax"]["auc"]["ci95"][0] > 0]
+        rec = [(x, r) for x, r in rec if r["ci95"][0] is not None]
+        bars(right, [x for x, _ in rec], [r["mean"] for _, r in rec], [r["ci95"] for _, r in rec],
+             marker="o", color=colors[m], label=m)
+    unbounded = [f"{x:g}x" for x, (_, v) in zip(xs, points) if v["tax"]["auc"]["ci95"][0] <= 0]
+    if unbounded:
+        right.text(0.02, 0.02, f"no share at {', '.join(unbounded)}: the tax's interval holds zero",
+                   transform=right.transAxes, fontsize=8, color="grey")
+    right.set_xlim(left.get_xlim())
     right.axhline(0, color="grey", lw=0.8)
+    right.axhline(1, color="grey", lw=0.8, ls=":")
     right.set(xlabel="freshness gaps (x the configured delays and failure rate)", ylabel="share of the AUC tax recovered",
-              title=f"Recovered share ({len(report['seeds'])} seeds, 95% CI)")
+              title=f"Recovered share of the AUC tax ({len(report['seeds'])} seeds)")
     right.grid(alpha=0.3)
     right.legend(fontsize=8)
     fig.tight_layout()
@@ -214,17 +246,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("reports"))
     parser.add_argument("--cache", type=Path, default=Path("data/tax_sweep"), help="finished runs, reused on a re-run")
     parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--only", type=float, nargs="+", metavar="SCALE",
+                        help="train only these scales' runs into the cache and write no report (split a sweep across processes)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     try:
+        if args.only:
+            run_sweep(load_params(args.params), args.cache, only=args.only)
+            print(f"tax sweep: runs of scales {args.only} are in {args.cache} ({time.perf_counter() - start:.0f}s); "
+                  "run without --only to write the report")
+            return 0
         report = tax_sweep_step(load_params(args.params), args.out, args.cache)
     except (FileNotFoundError, KeyError, ValueError) as e:
         print(f"tax sweep: {e}", file=sys.stderr)
         return 2
     for scale, v in report["scales"].items():
         if "tax" in v:
-            shares = ", ".join(f"{m} {r['auc']['mean']:.2f}" for m, r in v["recovered"].items())
-            print(f"scale {scale}: AUC tax {v['tax']['auc']['tax']:+.4f}; recovered {shares}")
+            gains = ", ".join(f"{m} {g['mean_diff']:+.4f}" for m, g in v["gain_vs_base"].items())
+            taxed = v["tax"]["auc"]["ci95"][0] > 0
+            shares = ", ".join(f"{m} {r['auc']['mean']:.2f}" if taxed else f"{m} n/a" for m, r in v["recovered"].items())
+            print(f"scale {scale}: AUC tax {v['tax']['auc']['tax']:+.4f}; gain over base {gains}; recovered share {shares}"
+                  + ("" if taxed else " (the tax's interval holds zero)"))
     print(f"wrote {args.out / 'tax_sweep.json'}, {args.out / 'tax_sweep.png'} in {time.perf_counter() - start:.0f}s")
     return 0
 

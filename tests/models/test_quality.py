@@ -95,3 +95,22 @@ def test_a_fresh_dataset_of_other_events_is_refused(tmp_path, capsys):
     rc = main(["--data", str(natural), "--fresh", str(other), "--out", str(tmp_path / "r"), "--seeds", "0", "1",
                "--epochs", "1", "--variants", "base", "--second-base", "none"])
     assert rc == 2 and "same order" in capsys.readouterr().err
+
+
+def test_a_slice_the_fresh_store_does_not_help_shows_gains_not_shares():
+    """A share of a negative tax flips sign and means nothing: such a slice's cells give the gain."""
+    from models.quality import _tax_lines
+
+    def metric(fresh, natural):
+        return {"fresh": fresh, "natural": natural, "tax": fresh - natural, "ci95": [0.001, 0.003], "wins": 5}
+
+    tax = {"auc": metric(0.70, 0.68), "uauc": metric(0.70, 0.68),
+           "by_view": {"user_profile": {"rows": 400, "fresh": 0.66, "natural": 0.67, "tax": -0.01},
+                       "item_stats": {"rows": 300, "fresh": 0.62, "natural": 0.58, "tax": 0.04}}}
+    share = {"mean": 0.25, "ci95": [0.1, 0.4], "gain": 0.005, "tax": 0.02}
+    models = {"dropout": {"recovered": {"auc": share, "uauc": share, "by_missing_count": {},
+                                        "by_view": {"user_profile": {"mean": -0.3, "ci95": [-0.5, -0.1], "gain": 0.003, "tax": -0.01},
+                                                    "item_stats": {"mean": 0.5, "ci95": [0.2, 0.8], "gain": 0.02, "tax": 0.04}}}}}
+    rows = {line.split(" | ")[0]: line for line in _tax_lines(tax, models, "tax") if line.startswith("| user_profile") or line.startswith("| item_stats")}
+    assert rows["| user_profile"].endswith("| (+0.0030) |") and "-0.30" not in rows["| user_profile"]
+    assert rows["| item_stats"].endswith("| 0.50 [0.20, 0.80] |")

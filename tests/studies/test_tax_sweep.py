@@ -38,6 +38,8 @@ def test_sweep_measures_the_tax_as_gaps_grow_and_resumes_from_its_cache(tmp_path
         assert tax["natural"] < 1 and tax["tax"] == pytest.approx(tax["fresh"] - tax["natural"])
         assert set(scales[s]["recovered"]) == {"dropout", "asymdiffrec"}
         assert set(scales[s]["paired_vs_dropout"]) == {"asymdiffrec"}
+        gain, rec = scales[s]["gain_vs_base"]["asymdiffrec"], scales[s]["recovered"]["asymdiffrec"]["auc"]
+        assert gain["mean_diff"] == pytest.approx(rec["gain"]) and gain["seeds"] == 2
     assert "tax" not in scales["0"]  # the reference itself
     files = sorted(cache.glob("*.npz"))
     assert len(files) == 2 + 2 * 2 * 3  # base at scale 0, three variants at two scales, two seeds each
@@ -57,7 +59,14 @@ def test_cli_writes_report_and_plot_and_names_bad_settings(tmp_path, capsys):
     assert "tax_sweep.scales must hold 0" in capsys.readouterr().err
     params["tax_sweep"].update(scales=[0, 2], variants=["base", "asymdiffrec"])
     path.write_text(json.dumps(params))
-    assert main(["--out", str(tmp_path / "r"), "--cache", str(tmp_path / "c"), "--params", str(path)]) == 0
+    args = ["--out", str(tmp_path / "r"), "--cache", str(tmp_path / "c"), "--params", str(path)]
+    assert main([*args, "--only", "3"]) == 2
+    assert "--only scales [3.0] are not in tax_sweep.scales" in capsys.readouterr().err
+    assert main([*args, "--only", "2"]) == 0  # one worker's share of a split sweep: runs into the cache, no report
+    cached = {f: f.stat().st_mtime_ns for f in (tmp_path / "c").glob("*.npz")}
+    assert len(cached) == 2 + 2 * 2 and not (tmp_path / "r" / "tax_sweep.json").exists()
+    assert main(args) == 0
+    assert {f: f.stat().st_mtime_ns for f in (tmp_path / "c").glob("*.npz")} == cached  # the report reads them back
     report = json.loads((tmp_path / "r" / "tax_sweep.json").read_text())
     assert report["scales"]["2"]["recovered"]["asymdiffrec"]["auc"]["ci95"] is not None
     assert (tmp_path / "r" / "tax_sweep.png").stat().st_size > 5000

@@ -16,20 +16,28 @@ in; a failing dataset leaves the previous validated folder untouched.
     gate.py          the contract from the registry, run_gate, publish, validate_step (pipeline)
     cli.py           `python -m components.data.validate ...`
 """
-from components.data.validate.check import validate_dataset
-from components.data.validate.cli import main
-from components.data.validate.config import ValidationConfig
-from components.data.validate.gate import expected_contract, run_gate, short_report_path, validate_step
-from components.data.validate.report import ValidationFailed, ValidationReport
+from importlib import import_module
+from typing import Any
 
-__all__ = [
-    "ValidationConfig",
-    "ValidationFailed",
-    "ValidationReport",
-    "expected_contract",
-    "main",
-    "run_gate",
-    "short_report_path",
-    "validate_dataset",
-    "validate_step",
-]
+# Exported lazily: importing the package must not import Great Expectations. `python -m
+# components.data.validate` imports the package before __main__ is set up, and GX imports pyspark
+# (when installed), whose Spark Connect check takes an import at that moment for a doctest run and
+# exits 0 without a word.
+_EXPORTS = {
+    "ValidationConfig": "config",
+    "ValidationFailed": "report",
+    "ValidationReport": "report",
+    "expected_contract": "gate",
+    "main": "cli",
+    "run_gate": "gate",
+    "short_report_path": "gate",
+    "validate_dataset": "check",
+    "validate_step": "gate",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
