@@ -8,8 +8,9 @@ Scale 0 closes every gap: it is the fresh dataset, and its base model is every s
 At each other scale the base model and each method train on the natural data; the tax is
 AUC(base, scale 0) - AUC(base, scale), and a method recovers (AUC(method) - AUC(base)) / tax of it,
 paired by seed (models.quality does the arithmetic). Runs are cached under `--cache` by a digest of
-everything that decides them, so an interrupted sweep resumes where it stopped and a changed setting
-re-runs only what it changes.
+the settings that decide them, so an interrupted sweep resumes where it stopped and a changed setting
+re-runs only what it changes. The digest holds no code: after a change to the training code that
+should change results, delete the cache folder before the next run.
 
 Writes `tax_sweep.json` (per scale: the gap settings, missing rates, the tax, each method's paired gain
 over the base and its recovered share, with 95% intervals) and `tax_sweep.png` (against the gap scale).
