@@ -6,6 +6,9 @@
 FROM python:3.11-slim
 
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128
+# engine: spark (the feature jobs and the join on Spark) needs Java and pyspark in the image;
+#   docker build --build-arg WITH_SPARK=1 -t localhost:5001/asymdiffrec:0.1.0-spark .
+ARG WITH_SPARK=0
 
 ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -15,13 +18,18 @@ ENV PYTHONUNBUFFERED=1 \
 
 WORKDIR /app
 
+RUN if [ "$WITH_SPARK" = "1" ]; then \
+      apt-get update && apt-get install -y --no-install-recommends openjdk-17-jre-headless && rm -rf /var/lib/apt/lists/*; \
+    fi
+
 # torch first, from the chosen index: the constraint torch==X also accepts its local build X+cuNNN.
 COPY constraints.txt pyproject.toml README.md ./
 RUN TORCH=$(grep -E '^torch==' constraints.txt) && pip install --index-url "$TORCH_INDEX_URL" "$TORCH"
 
 # Editable install: params.yaml and the Feast configs stay beside the code that reads them.
 COPY . .
-RUN pip install -c constraints.txt -e ".[cluster]" \
+RUN EXTRAS=cluster && if [ "$WITH_SPARK" = "1" ]; then EXTRAS=cluster,spark; fi \
+ && pip install -c constraints.txt -e ".[$EXTRAS]" \
  && pip install -c constraints.txt --no-deps recbole \
  && python -c "import common, components, pipelines, serving, models, feature_repo.definitions"
 

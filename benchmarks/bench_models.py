@@ -5,6 +5,11 @@
 Training throughput is samples per second over `--steps` optimiser steps (after a warm-up);
 inference latency is the time to score 1,000 samples in one batch, on encoded tensors and end to end
 from a DataFrame. Each figure is the median over `--repeats`.
+
+    python benchmarks/bench_models.py --compare-loops
+
+runs `benchmarks/bench_train_loop.py` instead: the project's `train` against a plain PyTorch loop of the
+same shape (16 categorical fields, embedding 16, MLP 256-128, batch 512, 2 threads), side by side.
 """
 from __future__ import annotations
 
@@ -77,7 +82,13 @@ def main(argv=None) -> int:
     parser.add_argument("--no-amp", action="store_true")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--out", default="reports/bench_models.json")
+    parser.add_argument("--compare-loops", action="store_true", help="the train-loop comparison (bench_train_loop.py, its defaults)")
     args = parser.parse_args(argv)
+    if args.compare_loops:
+        from benchmarks.bench_train_loop import main as compare_loops
+
+        compare_loops([])
+        return 0
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)

@@ -30,8 +30,11 @@ class FeatureEmbedding(nn.Module):
         single, multi = schema.single_fields, schema.multi_fields
         self.register_buffer("single_offsets", offsets[single].clone(), persistent=False)
         self.register_buffer("multi_offsets", offsets[multi].clone(), persistent=False)
-        # Embeddings are computed single-then-multi; `order` puts them back in schema field order.
-        self.register_buffer("order", torch.argsort(torch.tensor(single + multi, dtype=torch.long)), persistent=False)
+        # Embeddings are computed single-then-multi; `order` puts them back in schema field order
+        # (index_select: its backward adds into place, unlike fancy indexing's index_put; none when in order).
+        order = torch.argsort(torch.tensor(single + multi, dtype=torch.long))
+        self.register_buffer("order", order, persistent=False)
+        self.in_order = bool(torch.equal(order, torch.arange(len(order))))
 
     def lookup(self, batch: EncodedBatch) -> torch.Tensor:
         """(N, n_fields, d) embeddings of the ids, ignoring the mask."""
@@ -43,7 +46,8 @@ class FeatureEmbedding(nn.Module):
             present = (tokens > 0).unsqueeze(-1).to(self.table.weight.dtype)
             vecs = self.table(tokens + self.multi_offsets.view(1, -1, 1)) * present
             parts.append(vecs.sum(2) / present.sum(2).clamp_min(1.0))  # mean-pooled bag
-        return torch.cat(parts, dim=1)[:, self.order]
+        emb = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+        return emb if self.in_order else emb.index_select(1, self.order)
 
     def mask_fields(self, emb: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Substitute the missing embedding where mask is True."""

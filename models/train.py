@@ -15,7 +15,7 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Iterator, Protocol, Sequence
 
 import pandas as pd
 import torch
@@ -95,28 +95,47 @@ def _score(model: Recommender, data: EncodedBatch, batch_size: int) -> tuple[flo
     return auc(y, p), logloss(y, p)
 
 
+class BatchSource(Protocol):
+    """Training batches that are not one in-memory tensor set, e.g. `models.shards.ParquetShard`: it
+    holds this rank's shard already and yields an epoch's batches, shuffled by `generator`."""
+
+    def __len__(self) -> int: ...
+
+    def batches(self, batch_size: int, generator: torch.Generator) -> Iterator[EncodedBatch]: ...
+
+
+def _in_memory_batches(data: EncodedBatch, batch_size: int, generator: torch.Generator) -> Iterator[EncodedBatch]:
+    """One epoch over tensors: a seeded permutation, gathered once; each batch is then a slice (a view)."""
+    shuffled = data.index(torch.randperm(len(data), generator=generator).to(data.mask.device))
+    for lo in range(0, len(data), batch_size):
+        yield shuffled.index(slice(lo, lo + batch_size))
+
+
 def train(
     model: Recommender,
-    train_data: EncodedBatch,
+    train_data: EncodedBatch | BatchSource,
     valid_data: EncodedBatch | None = None,
     config: TrainConfig | dict[str, Any] | None = None,
 ) -> TrainResult:
-    """Train in place; on return the model holds the weights of the best validation epoch."""
+    """Train in place; on return the model holds the weights of the best validation epoch.
+    `train_data`: encoded tensors (sharded here under DDP), or a `BatchSource` streaming its rank's shard."""
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config or {})
-    if train_data.label is None:
+    in_memory = isinstance(train_data, EncodedBatch)
+    if in_memory and train_data.label is None:
         raise ValueError("training needs labels; encode the training frame with its label column")
     device = resolve_device(cfg.device)
     rank, world_size = world()
     if world_size > 1:
         device = _join_process_group(device)
-        n_shard = len(train_data) // world_size  # equal shards: every rank takes the same number of steps
-        train_data = train_data.index(slice(rank * n_shard, (rank + 1) * n_shard))
+        if in_memory:
+            n_shard = len(train_data) // world_size  # equal shards: every rank takes the same number of steps
+            train_data = train_data.index(slice(rank * n_shard, (rank + 1) * n_shard))
     batch_size = max(1, cfg.batch_size // world_size)
     torch.manual_seed(cfg.seed + rank)  # dropout layers draw from the global generator
     shuffle_gen = torch.Generator().manual_seed(cfg.seed)
     noise_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1 + rank)
     model.to(device)
-    data = train_data.to(device)
+    data = train_data.to(device) if in_memory else train_data
     loss_fn: Any = _LossModule(model)
     if world_size > 1:  # broadcasts rank 0's initial weights, then averages gradients
         loss_fn = torch.nn.parallel.DistributedDataParallel(loss_fn, find_unused_parameters=True)
@@ -132,10 +151,11 @@ def train(
     bad_epochs, seen, start = 0, 0, time.perf_counter()
     for epoch in range(cfg.epochs):
         model.train()
-        order = torch.randperm(n, generator=shuffle_gen).to(device)
-        running, bar = 0.0, tqdm(range(steps), desc=f"epoch {epoch}", disable=not cfg.progress or rank != 0, leave=False)
-        for step in bar:
-            batch = data.index(order[step * batch_size : (step + 1) * batch_size])
+        batches = _in_memory_batches(data, batch_size, shuffle_gen) if in_memory else data.batches(batch_size, shuffle_gen)
+        bar = tqdm(batches, total=steps, desc=f"epoch {epoch}", disable=not cfg.progress or rank != 0, leave=False)
+        running = 0.0
+        for step, batch in enumerate(bar):
+            batch = batch if in_memory else batch.to(device)
             with autocast:
                 loss, parts = loss_fn(batch, noise_gen)
             optimizer.zero_grad(set_to_none=True)

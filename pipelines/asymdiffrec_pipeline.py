@@ -31,6 +31,10 @@ FEAST_CONFIG_KEYS = {
     "FEAST_REGISTRY_URI": "FEAST_REGISTRY_URI",
     "REDIS_CONNECTION_STRING": "REDIS_CONNECTION_STRING",
     "FEAST_S3_ENDPOINT_URL": "FEAST_S3_ENDPOINT_URL",
+    # engine=spark with feature_store.spark-cluster.yaml: its SQL registry and where its Spark runs
+    "FEAST_REGISTRY_SQL_URL": "FEAST_REGISTRY_SQL_URL",
+    "SPARK_IMAGE": "SPARK_IMAGE",
+    "SPARK_NAMESPACE": "SPARK_NAMESPACE",
 }
 S3_SECRET = "asymdiffrec-s3"
 S3_SECRET_KEYS = {"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"}
@@ -80,12 +84,14 @@ def asymdiffrec_pipeline(
     source: str = P["ingest"]["source"],
     n_events: int = P["ingest"]["synthetic"]["n_events"],
     feature_jobs_config: str = json.dumps(P["feature_jobs"]),
+    engine: str = P["engine"],  # duckdb | spark: where the feature jobs and the join run (spark: a Spark feast_config)
     feast_config: str = P["feature_store"]["config"],
     ttl_hours: dict = P["feature_store"]["ttl_hours"],
     dataset_config: str = json.dumps(P["dataset"]),
     validation: str = json.dumps(P["validate"]),
     model_config: str = json.dumps(P["model"]),
     train_config: str = json.dumps(P["train"]),
+    loader_config: str = json.dumps(P["train_loader"]),
     embed_dim: int = P["model"]["embed_dim"],
     epochs: int = P["train"]["epochs"],
     seed: int = P["train"]["seed"],
@@ -109,13 +115,17 @@ def asymdiffrec_pipeline(
     serving_log_uri: str = "",
 ):
     raw = c.ingest_op(ingest_config=ingest_config, source=source, n_events=n_events).set_display_name("ingest")
-    features = c.feature_jobs_op(raw=raw.outputs["raw"], feature_jobs_config=feature_jobs_config).set_display_name("feature jobs")
+    features = c.feature_jobs_op(
+        raw=raw.outputs["raw"], feature_jobs_config=feature_jobs_config, engine=engine, feast_config=feast_config,
+    ).set_display_name("feature jobs")
+    uses_feature_store(features)  # engine=spark: the Spark session the Feast config describes
     apply = c.feast_apply_op(features=features.outputs["features"], ttl_hours=ttl_hours, feast_config=feast_config)
     uses_feature_store(no_cache(apply.set_display_name("feast apply")))  # may write a shared registry
     online = c.materialize_op(features=features.outputs["features"], registry=apply.outputs["registry"], feast_config=feast_config)
     uses_feature_store(no_cache(online.set_display_name("materialize")))  # writes the online store
     dataset = c.dataset_op(
         raw=raw.outputs["raw"], registry=apply.outputs["registry"], dataset_config=dataset_config, feast_config=feast_config,
+        engine=engine,
     )
     uses_feature_store(dataset.set_display_name("point-in-time dataset"))
     validated = c.validate_op(
@@ -125,7 +135,7 @@ def asymdiffrec_pipeline(
 
     with dsl.If(num_nodes == 1, name="one-pod"):
         train = c.train_op(
-            dataset=validated.outputs["validated"], model_config=model_config, train_config=train_config,
+            dataset=validated.outputs["validated"], model_config=model_config, train_config=train_config, loader_config=loader_config,
             epochs=epochs, seed=seed, embed_dim=embed_dim,
         ).set_display_name("train")
         train.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(gpu_count)
@@ -135,7 +145,7 @@ def asymdiffrec_pipeline(
         kubernetes.add_toleration_json(train, gpu_tolerations)
     with dsl.Else(name="trainjob"):
         trainjob = c.trainjob_train_op(
-            dataset=validated.outputs["validated"], model_config=model_config, train_config=train_config,
+            dataset=validated.outputs["validated"], model_config=model_config, train_config=train_config, loader_config=loader_config,
             epochs=epochs, seed=seed, embed_dim=embed_dim, num_nodes=num_nodes, gpus_per_node=gpus_per_node,
             runtime=trainjob_runtime, image=trainjob_image, artifact_uri=trainjob_artifact_uri,
             timeout_s=trainjob_timeout_s, node_selector=gpu_node_selector, tolerations=gpu_tolerations,

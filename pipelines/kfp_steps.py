@@ -33,16 +33,22 @@ def ingest_op(ingest_config: str, source: str, n_events: int, raw: Output[Datase
 
 
 @component
-def feature_jobs_op(raw: Input[Dataset], feature_jobs_config: str, features: Output[Dataset]):
+def feature_jobs_op(raw: Input[Dataset], feature_jobs_config: str, engine: str, feast_config: str, features: Output[Dataset]):
     """The batch feature jobs: each table stamped with the time its values became available.
-    `feature_jobs_config` is the params.yaml `feature_jobs:` section as JSON."""
+    `feature_jobs_config` is the params.yaml `feature_jobs:` section as JSON; `engine` runs them in
+    pandas (duckdb) or in the Spark session `feast_config` describes (spark)."""
     import json
     from pathlib import Path
 
-    from components.data.feature_jobs import feature_jobs_step
+    from components.data.engine import feature_jobs_step, stop_spark
 
-    for table, rows in feature_jobs_step(Path(raw.path), Path(features.path), json.loads(feature_jobs_config)).items():
-        features.metadata[f"{table}_rows"] = rows
+    try:
+        rows = feature_jobs_step(engine, Path(raw.path), Path(features.path), json.loads(feature_jobs_config), feast_config)
+    finally:
+        stop_spark()
+    for table, count in rows.items():
+        features.metadata[f"{table}_rows"] = count
+    features.metadata["engine"] = engine
 
 
 @component
@@ -73,6 +79,7 @@ def dataset_op(
     registry: Input[Artifact],
     dataset_config: str,
     feast_config: str,
+    engine: str,
     dataset: Output[Dataset],
     reports: Output[Artifact],
     missingness: Output[Metrics],
@@ -83,10 +90,15 @@ def dataset_op(
     from pathlib import Path
 
     from components.data.dataset import dataset_step
+    from components.data.engine import stop_spark
 
-    report = dataset_step(
-        Path(raw.path), Path(registry.path), Path(dataset.path), Path(reports.path), json.loads(dataset_config), feast_config,
-    )
+    try:
+        report = dataset_step(
+            Path(raw.path), Path(registry.path), Path(dataset.path), Path(reports.path), json.loads(dataset_config), feast_config,
+            engine,
+        )
+    finally:
+        stop_spark()
     for split_name, info in report.items():
         missingness.log_metric(f"{split_name}_rows", info["rows"])
         for view, rate in info["missing_rate"].items():
@@ -122,6 +134,7 @@ def train_op(
     dataset: Input[Dataset],
     model_config: str,
     train_config: str,
+    loader_config: str,
     epochs: int,
     seed: int,
     embed_dim: int,
@@ -130,7 +143,8 @@ def train_op(
 ) -> str:
     """Train AsymDiffRec and its base model on the validated dataset: torch DDP via torchrun when the
     node has several GPUs, one GPU or the CPU otherwise. `model_config` / `train_config` are the
-    params.yaml `model:` / `train:` sections as JSON; the scalars override their keys. Returns the
+    params.yaml `model:` / `train:` sections as JSON; the scalars override their keys; `loader_config`
+    is the `train_loader:` section (in memory, or each rank streaming its Parquet shard). Returns the
     model's URI, which the pipeline imports whichever training branch ran."""
     import json
     from pathlib import Path
@@ -144,6 +158,7 @@ def train_op(
         with_overrides(json.loads(model_config), embed_dim=embed_dim),
         with_overrides(json.loads(train_config), epochs=epochs, seed=seed),
         dataset_hash(Path(dataset.path)),
+        loader=json.loads(loader_config),
     )
     for name, value in result.get("metrics", {}).items():
         training.log_metric(name, value)
@@ -155,6 +170,7 @@ def trainjob_train_op(
     dataset: Input[Dataset],
     model_config: str,
     train_config: str,
+    loader_config: str,
     epochs: int,
     seed: int,
     embed_dim: int,
@@ -202,6 +218,7 @@ def trainjob_train_op(
         cluster,
         require_object_store(artifact_uri),
         timeout_s,
+        loader=json.loads(loader_config),
     )
     for name, value in result.get("metrics", {}).items():
         training.log_metric(name, value)

@@ -148,10 +148,10 @@ def test_compiled_training_is_one_pod_or_a_trainjob_by_num_nodes_and_both_feed_e
 # params.yaml key, or the cluster (not a params.yaml knob).
 SECTIONS = {
     "ingest_config": "ingest", "feature_jobs_config": "feature_jobs", "dataset_config": "dataset", "validation": "validate",
-    "model_config": "model", "train_config": "train", "evaluation_config": "evaluate", "promotion_thresholds": "promote",
+    "model_config": "model", "train_config": "train", "loader_config": "train_loader", "evaluation_config": "evaluate", "promotion_thresholds": "promote",
 }
 KEYS = {
-    "source": "ingest.source", "n_events": "ingest.synthetic.n_events", "feast_config": "feature_store.config",
+    "source": "ingest.source", "n_events": "ingest.synthetic.n_events", "engine": "engine", "feast_config": "feature_store.config",
     "ttl_hours": "feature_store.ttl_hours", "embed_dim": "model.embed_dim", "epochs": "train.epochs", "seed": "train.seed",
     "model_name": "serving.model_name",
 }

@@ -6,6 +6,8 @@ its missing mask per feature (`missing__<feature>`) and per view (`missing_view_
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import pandas as pd
 from feast import FeatureStore
 
 from components.data.contract import FEATURE_SERVICE, SPLITS, DatasetSchema, schema_from_store, to_training_frame
+from components.data.engine import DEFAULT_CONFIG, check_engine, spark_session_for, stop_spark
 from components.data.feature_store import open_store, pipeline_feast_config
 from common.files import atomic_write_json, replace_dir, staging_dir_for
 from components.data.missingness import missingness_report, missing_rate_over_time, write_missing_over_time
@@ -76,6 +79,19 @@ def build_dataset(
     return split_by_time(to_training_frame(joined, schema), fractions), schema
 
 
+def build_dataset_on_spark(
+    spark, store: FeatureStore, raw_dir: Path, label_min_rating: float, fractions: dict[str, float], scratch: Path
+) -> tuple[dict[str, pd.DataFrame], DatasetSchema]:
+    """`build_dataset` with the join on Spark: the events are read and numbered by Spark, the joined
+    rows written as Parquet under `scratch` by the executors and read back once for the same typing
+    and split as the DuckDB path (the driver holds the dataset from here on, as it does there)."""
+    from components.data import spark_join
+
+    schema = schema_from_store(store)
+    joined = spark_join.joined_to_parquet(spark, store, raw_dir, label_min_rating, scratch)
+    return split_by_time(to_training_frame(joined, schema), fractions), schema
+
+
 def write_dataset(splits: dict[str, pd.DataFrame], schema: DatasetSchema, out_dir: Path) -> None:
     """All splits and schema.json appear together or not at all."""
     staged = staging_dir_for(out_dir)
@@ -95,16 +111,30 @@ class DatasetConfig(ParamsSection):
 
 
 def dataset_step(
-    raw_dir: Path, registry_dir: Path | None, out_dir: Path, reports_dir: Path, config: dict, fs_yaml: str | None = None
+    raw_dir: Path,
+    registry_dir: Path | None,
+    out_dir: Path,
+    reports_dir: Path,
+    config: dict,
+    fs_yaml: str | None = None,
+    engine: str = "duckdb",
 ) -> dict:
     """The dataset stage: join, split, write the dataset and the missingness report and plot.
     `registry_dir`: where a pipeline run's apply step left its registry (None: the config's own);
-    the views, their sources and TTLs are read from it. `config` is the `dataset:` section. Returns
+    the views, their sources and TTLs are read from it. `config` is the `dataset:` section; `engine`
+    (duckdb | spark) where the join runs, which the Feast config's offline store must match. Returns
     the missingness report (rows and missing rate per split and view)."""
     cfg = DatasetConfig.from_dict(config)
-    splits, schema = build_dataset(
-        open_store(fs_yaml=fs_yaml, work_dir=registry_dir), RawTables.read(raw_dir), cfg.label_min_rating, cfg.split
-    )
+    config_name = fs_yaml or os.environ.get("FEAST_FS_YAML", DEFAULT_CONFIG)
+    check_engine(engine, config_name)
+    store = open_store(fs_yaml=fs_yaml, work_dir=registry_dir)
+    if engine == "spark":
+        spark = spark_session_for(config_name, "asymdiffrec-dataset")  # before Feast's store asks for one
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=f".{out_dir.name}-joined-", dir=out_dir.parent) as scratch:
+            splits, schema = build_dataset_on_spark(spark, store, raw_dir, cfg.label_min_rating, cfg.split, Path(scratch))
+    else:
+        splits, schema = build_dataset(store, RawTables.read(raw_dir), cfg.label_min_rating, cfg.split)
     write_dataset(splits, schema, out_dir)
     report = missingness_report(splits, list(schema.views))
     atomic_write_json(report, reports_dir / "missingness.json")
@@ -120,9 +150,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reports", type=Path, default=Path("reports"))
     args = parser.parse_args(argv)
     params = load_params(args.params)
-    report = dataset_step(
-        args.raw, None, args.out, args.reports, section(params, "dataset"), pipeline_feast_config(params),
-    )
+    try:
+        report = dataset_step(
+            args.raw, None, args.out, args.reports, section(params, "dataset"), pipeline_feast_config(params), str(section(params, "engine")),
+        )
+    except (FileNotFoundError, KeyError, ValueError) as e:
+        raise SystemExit(f"dataset: {e}") from None
+    finally:
+        stop_spark()
     for name, info in report.items():
         rates = ", ".join(f"{v} {r:.3f}" for v, r in info["missing_rate"].items())
         print(f"dataset {name}: {info['rows']:,} rows; missing rate {rates}")

@@ -244,8 +244,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--raw", type=Path, default=Path("data/raw"))
     parser.add_argument("--out", type=Path, default=Path("data/features"))
     args = parser.parse_args(argv)
-    rows = feature_jobs_step(args.raw, args.out, section(load_params(args.params), "feature_jobs"))
-    print("feature jobs: " + ", ".join(f"{k} {n:,} rows" for k, n in rows.items()) + f" -> {args.out}")
+    from components.data import engine  # the engine choice (pandas here, or Spark) and its check against the Feast config
+    from components.data.feature_store import pipeline_feast_config
+
+    params = load_params(args.params)
+    chosen = str(section(params, "engine"))
+    try:
+        rows = engine.feature_jobs_step(chosen, args.raw, args.out, section(params, "feature_jobs"), pipeline_feast_config(params))
+    except (FileNotFoundError, KeyError, ValueError) as e:
+        raise SystemExit(f"feature jobs: {e}") from None
+    finally:
+        engine.stop_spark()
+    print(f"feature jobs ({chosen}): " + ", ".join(f"{k} {n:,} rows" for k, n in rows.items()) + f" -> {args.out}")
 
 
 if __name__ == "__main__":

@@ -85,7 +85,14 @@ def registry_path(store: FeatureStore) -> Path:
 
 
 def apply_definitions(store: FeatureStore, settings: FeatureRepoSettings) -> Definitions:
-    definitions = build_definitions(settings)
+    """Apply the project's definitions; a Spark offline store gets them on `SparkSource`s, the only
+    sources its join reads (feature_repo/spark_definitions.py)."""
+    if store.config.offline_store.type == "spark":
+        from feature_repo.spark_definitions import build_spark_definitions
+
+        definitions = build_spark_definitions(settings)
+    else:
+        definitions = build_definitions(settings)
     store.apply(definitions.objects())
     return definitions
 

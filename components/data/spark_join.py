@@ -16,7 +16,7 @@ import pyarrow as pa
 from feast import FeatureStore
 from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.value_type import ValueType
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -40,12 +40,29 @@ SPARK_TYPES = {
 
 def labelled_events(events: DataFrame, label_min_rating: float) -> DataFrame:
     """`dataset.labelled_events` in Spark: one row per event, `event_id` numbering events in
-    (timestamp, user_id, item_id) order. The numbering is distributed (zipWithIndex), not a
-    single-partition window; events equal in all three keys are told apart by rating, then at random."""
-    ordered = events.orderBy("timestamp", "user_id", "item_id", "rating")
-    numbered = ordered.rdd.zipWithIndex().map(lambda pair: (*pair[0], pair[1])).toDF([*ordered.columns, "event_id"])
-    return numbered.select(
-        F.col("event_id").cast("long"),
+    (timestamp, user_id, item_id) order. Events equal in all three keys keep the order of the raw
+    table, as the pandas path's stable sort does: pass `events` as read from its Parquet file(s).
+
+    The numbering stays in the JVM: after the sort, partitions hold consecutive ranges, so an event's
+    number is its partition's offset (a cumulative count, a few numbers on the driver) plus its
+    position inside the partition. The sorted frame is persisted so the count and the numbering
+    read the same sort; unpersist the result when done."""
+    ordered = (
+        events.withColumn("_raw_row", F.monotonically_increasing_id())
+        .orderBy("timestamp", "user_id", "item_id", "_raw_row")
+        .withColumn("_part", F.spark_partition_id())
+        .withColumn("_pos", F.monotonically_increasing_id())  # (partition << 33) + position, in sorted order
+        .persist()
+    )
+    counts = sorted((row["_part"], row["count"]) for row in ordered.groupBy("_part").count().collect())
+    offsets, total = [], 0
+    for part, count in counts:
+        offsets += [F.lit(part), F.lit(total)]
+        total += count
+    offset = F.element_at(F.create_map(*offsets), F.col("_part")) if offsets else F.lit(0)
+    position = F.col("_pos") - F.shiftleft(F.col("_part").cast("long"), 33)
+    return ordered.select(
+        (offset + position).cast("long").alias("event_id"),
         F.col("user_id").cast("long"),
         F.col("item_id").cast("long"),
         F.timestamp_seconds(F.col("timestamp").cast("long")).alias("event_timestamp"),
@@ -91,15 +108,15 @@ def _arrow_type(data_type: T.DataType) -> pa.DataType:
     return to_arrow_type(data_type)
 
 
-def point_in_time_join(store: FeatureStore, entity_df: DataFrame, expected_rows: int | None = None) -> DataFrame:
-    """Join through the feature service; every event must come back, exactly once.
-
-    `expected_rows`: the entity frame's row count when the caller knows it (saves a pass over it).
-    The check costs one aggregate over the result; the result itself stays in Spark."""
+def joined_frame(store: FeatureStore, entity_df: DataFrame) -> DataFrame:
+    """The join through the feature service, on-demand views included, as a lazy Spark DataFrame (unchecked)."""
     check_session(entity_df.sparkSession)
     job = store.get_historical_features(entity_df=entity_df, features=store.get_feature_service(FEATURE_SERVICE))
-    joined = with_on_demand_views(job.to_spark_df(), job.on_demand_feature_views)
-    n_events = entity_df.count() if expected_rows is None else expected_rows
+    return with_on_demand_views(job.to_spark_df(), job.on_demand_feature_views)
+
+
+def check_every_event(joined: DataFrame, n_events: int) -> None:
+    """Every event back exactly once (one aggregate over `joined`), or an error naming the likely cause."""
     counts = joined.agg(F.count(F.lit(1)).alias("rows"), F.countDistinct("event_id").alias("events")).first()
     if counts["rows"] != n_events or counts["events"] != n_events:
         raise RuntimeError(
@@ -107,4 +124,40 @@ def point_in_time_join(store: FeatureStore, entity_df: DataFrame, expected_rows:
             f"{n_events:,} events; a feature table has several rows for one (key, event_timestamp) (Feast's Spark join "
             f"returns each), or the entity frame repeats an event_id"
         )
+
+
+def point_in_time_join(store: FeatureStore, entity_df: DataFrame, expected_rows: int | None = None) -> DataFrame:
+    """Join through the feature service; every event must come back, exactly once.
+
+    `expected_rows`: the entity frame's row count when the caller knows it (saves a pass over it).
+    The check runs the join once; whatever the caller then does with the result runs it again, so a
+    caller that writes the result should use `join_to_parquet`, which checks what it wrote."""
+    joined = joined_frame(store, entity_df)
+    check_every_event(joined, entity_df.count() if expected_rows is None else expected_rows)
     return joined
+
+
+def join_to_parquet(store: FeatureStore, entity_df: DataFrame, target: str, expected_rows: int | None = None) -> int:
+    """Join and write the result as Parquet at `target` (executors write; nothing reaches the driver),
+    then check every event came back exactly once on the written files. Returns the rows."""
+    n_events = entity_df.count() if expected_rows is None else expected_rows
+    joined_frame(store, entity_df).write.mode("overwrite").parquet(target)
+    check_every_event(entity_df.sparkSession.read.parquet(target), n_events)
+    return n_events
+
+
+def joined_to_parquet(spark: SparkSession, store: FeatureStore, raw_dir, label_min_rating: float, scratch) -> "pd.DataFrame":
+    """The dataset step's join on Spark: the raw events (`raw_dir/events.parquet`, a path or URI Spark
+    reads) numbered and labelled, joined through the feature service, written by the executors as
+    Parquet under `scratch`, and read back as one pandas frame for the contract's typing and split."""
+    import pandas as pd
+
+    events = spark.read.parquet(f"{str(raw_dir).rstrip('/')}/events.parquet")
+    entity = labelled_events(events, label_min_rating).persist()
+    target = f"{str(scratch).rstrip('/')}/joined.parquet"
+    try:
+        join_to_parquet(store, entity, target)
+    finally:
+        entity.unpersist()
+        spark.catalog.clearCache()  # the sort labelled_events persisted
+    return pd.read_parquet(target)

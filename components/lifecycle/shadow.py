@@ -44,9 +44,14 @@ def log_samples(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
     return frame
 
 
+def _table_columns(path: Path) -> set[str]:
+    """Column names of a feature table: one Parquet file (pandas jobs) or a folder of part files (Spark jobs)."""
+    return set(pq.ParquetDataset(path).schema.names) if Path(path).is_dir() else set(pq.read_schema(path).names)
+
+
 def _entity_key(path: Path, view: str) -> str:
     """The join key of a stored view's feature table: the one of user_id / item_id it holds."""
-    columns = set(pq.read_schema(path).names)
+    columns = _table_columns(path)
     keys = [k for k in (USER_KEY, ITEM_KEY) if k in columns]
     if len(keys) != 1:
         raise ValueError(f"feature table {path} of view '{view}' holds {keys or 'neither'} of {USER_KEY}/{ITEM_KEY}; the service reads views keyed by exactly one")
@@ -59,7 +64,7 @@ def _served_rows(samples: pd.DataFrame, view: str, info: dict, features_dir: Pat
     if not path.exists():
         raise FileNotFoundError(f"no feature table {path} for view '{view}'; point features_dir at the feature tables the service was materialized from")
     key, ts_column = _entity_key(path, view), info["timestamp_column"]
-    absent_columns = sorted({ts_column, *info["features"]} - set(pq.read_schema(path).names))
+    absent_columns = sorted({ts_column, *info["features"]} - _table_columns(path))
     if absent_columns:
         raise ValueError(f"feature table {path} lacks column(s) {absent_columns} of view '{view}'; it was written under another feature contract")
     served = samples[f"missing__{view}"].to_numpy() == 0

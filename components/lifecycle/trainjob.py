@@ -283,16 +283,20 @@ def train_on_trainjob(
     timeout_s: int,
     poll_s: int = 10,
     report: Callable[[str], None] = print,
+    loader: dict | None = None,
 ) -> dict:
     """Upload the dataset and the params under `artifact_uri`, train on a TrainJob on `cluster`, and
-    download the model it wrote into `out_dir` (the same folders as `train_step`); returns train.json."""
+    download the model it wrote into `out_dir` (the same folders as `train_step`); returns train.json.
+    `loader`: the `train_loader:` section the pods train with (default: in memory)."""
+    from components.lifecycle.train import training_params
+
     name = new_job_name()
     root = join(artifact_uri, name)
     input_uri, model_uri = join(root, "input"), join(root, "model")
     spec = TrainJobSpec(name, cluster, input_uri, model_uri, dataset_hash)
     with tempfile.TemporaryDirectory(prefix="trainjob-input-") as tmp:
         staged = Path(tmp)
-        (staged / "params.yaml").write_text(yaml.safe_dump({"model": dict(model_params), "train": dict(train_params)}))
+        (staged / "params.yaml").write_text(yaml.safe_dump(training_params(model_params, train_params, loader)))
         upload_folder(staged, input_uri)
     upload_folder(Path(dataset_dir), join(input_uri, "dataset"))
     report(f"staged the dataset and params at {input_uri}")

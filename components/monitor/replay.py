@@ -42,6 +42,7 @@ import torch
 
 from common.files import atomic_write_json, replace_dir, staging_dir_for
 from common.params import ParamsSection, load_params, section
+from components.data.engine import stop_spark
 
 log = logging.getLogger(__name__)
 OUTCOMES_FILE = "outcomes.jsonl"
@@ -202,12 +203,16 @@ def replay(
     *,
     batch_lag_hours: float,
     progress: bool = True,
+    engine: str = "duckdb",
 ) -> ReplaySummary:
     """Serve `events` as requests at their own times; writes `<out_dir>/serving_log/`, `<out_dir>/outcomes.jsonl`
     and `<out_dir>/replay.json` (replacing what was there only once complete). The online store is an
     SQLite store of the replay's own, built from the applied registry in `registry_dir`: a replay never
-    writes into a live store. `batch_lag_hours`: when the daily jobs land after midnight (feature_jobs)."""
-    from components.data.feature_store import DEFAULT_FS_YAML, REPO_DIR, prepare_online_store
+    writes into a live store. `batch_lag_hours`: when the daily jobs land after midnight (feature_jobs).
+    `engine`: the one that made the registry; its daily runs read the feature tables through the same
+    offline store (the local config of that engine: DuckDB, or Spark on local cores)."""
+    from components.data.engine import DEFAULT_CONFIG, SPARK_CONFIG, check_engine
+    from components.data.feature_store import REPO_DIR, prepare_online_store
     from serving.config import ServingConfig
     from serving.ranker import Ranker
     from serving.serving_log import ServingLog, serving_record
@@ -228,7 +233,9 @@ def replay(
         if not applied.exists():
             raise FileNotFoundError(f"no applied registry at {applied}; run the apply step first (dvc repro feast_apply)")
         shutil.copyfile(applied, store_dir / "registry.db")
-        store = prepare_online_store(REPO_DIR, DEFAULT_FS_YAML, work_dir=store_dir)
+        local_config = SPARK_CONFIG if engine == "spark" else DEFAULT_CONFIG
+        check_engine(engine, local_config)
+        store = prepare_online_store(REPO_DIR, local_config, work_dir=store_dir)
         views = [v.name for v in store.list_feature_views()]
         for name, named in (("replay.pushed_views", config.pushed_views), ("replay.incident.views", incident.views if incident else ())):
             unknown = sorted(set(named) - set(views))
@@ -285,7 +292,7 @@ def replay(
 
 
 def replay_step(data_dir: Path, models_dir: Path, features_dir: Path, registry_dir: Path, out_dir: Path,
-                config: ReplayConfig, batch_lag_hours: float, *, progress: bool = True) -> ReplaySummary:
+                config: ReplayConfig, batch_lag_hours: float, *, progress: bool = True, engine: str = "duckdb") -> ReplaySummary:
     """The pipeline step: replay `config.split` of the validated dataset with the model just trained."""
     split_path = Path(data_dir) / f"{config.split}.parquet"
     if not split_path.exists():
@@ -295,7 +302,7 @@ def replay_step(data_dir: Path, models_dir: Path, features_dir: Path, registry_d
         raise FileNotFoundError(f"no trained model at {checkpoint}; run the train step first (dvc repro train)")
     events = pd.read_parquet(split_path)
     return replay(events, checkpoint, f"{SERVING_MODEL}:replay", Path(features_dir), Path(registry_dir), Path(out_dir), config,
-                  batch_lag_hours=batch_lag_hours, progress=progress)
+                  batch_lag_hours=batch_lag_hours, progress=progress, engine=engine)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -312,10 +319,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = ReplayConfig.from_dict(section(params, "replay"))
         summary = replay_step(args.data, args.models, args.features, args.registry, args.out, config,
-                              float(section(params, "feature_jobs", "batch_lag_hours")))
+                              float(section(params, "feature_jobs", "batch_lag_hours")), engine=str(section(params, "engine")))
     except (FileNotFoundError, KeyError, ValueError) as e:
         print(f"replay: {e}", file=sys.stderr)
         return 2
+    finally:
+        stop_spark()
     print(f"replayed {summary.requests} requests ({summary.samples} samples, {summary.degraded} degraded) "
           f"from {summary.period[0]} to {summary.period[1]}: {summary.daily_runs} daily runs, {summary.pushes} pushes -> {args.out}")
     return 0

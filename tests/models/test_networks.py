@@ -146,3 +146,24 @@ def test_merged_views_drop_together(schema):
     assert len(first) == 1 and len(set(groups)) == len(views) - 1
     with pytest.raises(ValueError, match="merge_views"):
         drop_groups(schema, ("no_such_view",))
+
+
+def test_field_reordering_is_exact_in_values_and_gradients(schema, batch):
+    """The look-up puts fields back in schema order with index_select (or not at all when already in
+    order); it must give the values and gradients of the plain fancy-indexing it replaced, bit for bit."""
+    from models.layers import FeatureEmbedding
+
+    assert schema.multi_fields and not FeatureEmbedding(schema, 4).in_order  # the toy schema interleaves kinds
+    torch.manual_seed(0)
+    emb = FeatureEmbedding(schema, 4)
+    got = emb.lookup(batch)
+    got.pow(2).sum().backward()
+    grad_got = emb.table.weight.grad.clone()
+    emb.table.weight.grad = None
+    parts = [emb.table(batch.single + emb.single_offsets)]
+    present = (batch.multi > 0).unsqueeze(-1).float()
+    vecs = emb.table(batch.multi + emb.multi_offsets.view(1, -1, 1)) * present
+    parts.append(vecs.sum(2) / present.sum(2).clamp_min(1.0))
+    want = torch.cat(parts, dim=1)[:, emb.order]
+    want.pow(2).sum().backward()
+    assert torch.equal(got, want) and torch.equal(grad_got, emb.table.weight.grad)

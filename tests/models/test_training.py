@@ -99,3 +99,19 @@ def test_cuda_mixed_precision_training_and_cpu_checkpoint(dataset, tmp_path):
     save_checkpoint(tmp_path / "ckpt", model, schema)
     cpu_model = load_checkpoint(tmp_path / "ckpt").model
     np.testing.assert_allclose(predict(model, schema, dataset.test), predict(cpu_model, schema, dataset.test), atol=1e-5)
+
+
+def test_an_epochs_batches_are_the_seeded_permutation_in_order(schema, dataset):
+    """One gather per epoch, then slices: the batches are exactly those of gathering each step's rows
+    from the same seeded permutation (what training did before; the studies' results depend on it)."""
+    import torch
+
+    from models.train import _in_memory_batches
+
+    data = schema.encode(dataset.train, with_label=True)
+    got = list(_in_memory_batches(data, 300, torch.Generator().manual_seed(4)))
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(4))
+    want = [data.index(order[lo : lo + 300]) for lo in range(0, len(data), 300)]
+    assert len(got) == len(want)
+    for a, b in zip(got, want):
+        assert all(torch.equal(getattr(a, k), getattr(b, k)) for k in ("single", "multi", "mask", "label", "user"))

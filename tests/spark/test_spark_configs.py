@@ -32,12 +32,14 @@ def test_spark_configs_set_what_the_jobs_and_the_join_need(repo, name):
         assert conf.get(key) == value, (name, key)
 
 
-def test_local_spark_config_is_two_local_cores_on_loopback_with_its_own_registry(repo):
+def test_local_spark_config_is_two_local_cores_on_loopback_writing_the_pipelines_store_paths(repo):
+    """The registry and online store are the stages' outputs (dvc.yaml names one path), whichever engine made them."""
     store = open_store(repo, fs_yaml="feature_store.spark.yaml")
     conf = store.config.offline_store.spark_conf
     assert conf["spark.master"] == "local[2]" and conf["spark.driver.bindAddress"] == "127.0.0.1"
     default = open_store(repo)
-    assert store.config.registry.path != default.config.registry.path, "FileSource and SparkSource views must not share a registry"
+    assert store.config.registry.path == default.config.registry.path
+    assert store.config.online_store.path == default.config.online_store.path
 
 
 def test_cluster_config_passes_the_spark_application_engine_checks(repo):

@@ -44,7 +44,7 @@ def stores(engine_run, project_params) -> Stores:
     duck = open_store(repo)
     duck.apply(build_definitions(FeatureRepoSettings(ttl, str(engine_run.pandas_dir))).objects())
     settings = FeatureRepoSettings(ttl, str(engine_run.spark_dir))
-    spark_store = open_store(repo, fs_yaml="feature_store.spark.yaml")
+    spark_store = open_store(repo, fs_yaml="feature_store.spark.yaml", work_dir=engine_run.root / "join" / "feast-spark")
     assert spark_store.config.offline_store.type == "spark"
     spark_store.apply(build_spark_definitions(settings).objects())
     return Stores(repo, settings, duck, spark_store)
