@@ -128,7 +128,7 @@ def engine_features(workdir: Path, engine: str) -> int:
     from common.params import load_params
     from components.data import engine as engines
 
-    config = engines.SPARK_CONFIG if engine == "spark" else engines.DEFAULT_CONFIG
+    config = engines.local_config(engine)
     try:
         rows = engines.feature_jobs_step(engine, workdir / "raw", workdir / engine / "features", load_params()["feature_jobs"], config)
     finally:
@@ -144,7 +144,7 @@ def engine_join(workdir: Path, engine: str) -> int:
     from components.data.feature_store import apply_step, open_store
 
     params = load_params()
-    config = engines.SPARK_CONFIG if engine == "spark" else engines.DEFAULT_CONFIG
+    config = engines.local_config(engine)
     registry = workdir / engine / "feast"
     spark = engines.spark_session_for(config, "asymdiffrec-bench") if engine == "spark" else None
     try:
@@ -155,7 +155,7 @@ def engine_join(workdir: Path, engine: str) -> int:
             from components.data import spark_join
 
             events = spark.read.parquet(str(workdir / "raw" / "events.parquet"))
-            entity = spark_join.labelled_events(events, min_rating).persist()
+            entity = spark_join.labelled_events(events, min_rating)  # its sort is persisted
             return spark_join.join_to_parquet(store, entity, str(workdir / engine / "joined.parquet"))
         from components.data.dataset import labelled_events, point_in_time_join
         from components.data.raw import RawTables

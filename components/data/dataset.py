@@ -6,7 +6,6 @@ its missing mask per feature (`missing__<feature>`) and per view (`missing_view_
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ import pandas as pd
 from feast import FeatureStore
 
 from components.data.contract import FEATURE_SERVICE, SPLITS, DatasetSchema, schema_from_store, to_training_frame
-from components.data.engine import DEFAULT_CONFIG, check_engine, spark_session_for, stop_spark
+from components.data.engine import check_engine, spark_session_for, stop_spark
 from components.data.feature_store import open_store, pipeline_feast_config
 from common.files import atomic_write_json, replace_dir, staging_dir_for
 from components.data.missingness import missingness_report, missing_rate_over_time, write_missing_over_time
@@ -125,11 +124,10 @@ def dataset_step(
     (duckdb | spark) where the join runs, which the Feast config's offline store must match. Returns
     the missingness report (rows and missing rate per split and view)."""
     cfg = DatasetConfig.from_dict(config)
-    config_name = fs_yaml or os.environ.get("FEAST_FS_YAML", DEFAULT_CONFIG)
-    check_engine(engine, config_name)
+    check_engine(engine, fs_yaml)
     store = open_store(fs_yaml=fs_yaml, work_dir=registry_dir)
     if engine == "spark":
-        spark = spark_session_for(config_name, "asymdiffrec-dataset")  # before Feast's store asks for one
+        spark = spark_session_for(fs_yaml, "asymdiffrec-dataset")  # before Feast's store asks for one
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=f".{out_dir.name}-joined-", dir=out_dir.parent) as scratch:
             splits, schema = build_dataset_on_spark(spark, store, raw_dir, cfg.label_min_rating, cfg.split, Path(scratch))

@@ -11,12 +11,10 @@ writes anything.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import yaml
-
+from components.data.feature_store import DEFAULT_FS_YAML, read_feast_config
 from feature_repo.settings import REPO_DIR
 
 if TYPE_CHECKING:
@@ -24,25 +22,23 @@ if TYPE_CHECKING:
 
 ENGINES = ("duckdb", "spark")
 SPARK_CONFIG = "feature_store.spark.yaml"
-DEFAULT_CONFIG = "feature_store.yaml"
+DEFAULT_CONFIG = DEFAULT_FS_YAML
 
 
-def feast_config(fs_yaml: str, repo_dir: Path = REPO_DIR) -> dict:
-    """The Feast config as written (environment variables expanded), without opening a store."""
-    path = Path(fs_yaml) if Path(fs_yaml).is_absolute() else Path(repo_dir) / fs_yaml
-    if not path.exists():
-        raise FileNotFoundError(f"Feast config {path} not found; choose one of {sorted(p.name for p in Path(repo_dir).glob('feature_store*.yaml'))}")
-    return yaml.safe_load(os.path.expandvars(path.read_text())) or {}
+def local_config(engine: str) -> str:
+    """The Feast config that runs `engine` on this machine."""
+    return SPARK_CONFIG if engine == "spark" else DEFAULT_CONFIG
 
 
-def offline_store_type(fs_yaml: str, repo_dir: Path = REPO_DIR) -> str:
-    offline = feast_config(fs_yaml, repo_dir).get("offline_store") or {}
+def offline_store_type(fs_yaml: str | None, repo_dir: Path = REPO_DIR) -> str:
+    offline = read_feast_config(repo_dir, fs_yaml)[1].get("offline_store") or {}
     return str(offline.get("type", "dask") if isinstance(offline, dict) else offline)
 
 
-def check_engine(engine: str, fs_yaml: str, repo_dir: Path = REPO_DIR) -> str:
-    """`engine` if it is known and the Feast config's offline store is the one it runs on, else a
-    ValueError naming both settings and the fix."""
+def check_engine(engine: str, fs_yaml: str | None, repo_dir: Path = REPO_DIR) -> str:
+    """`engine` if it is known and the Feast config's offline store (`fs_yaml`; None: FEAST_FS_YAML or
+    the default, as `open_store` picks it) is the one it runs on, else a ValueError naming both
+    settings and the fix."""
     if engine not in ENGINES:
         raise ValueError(f"engine: {engine!r} is not one of {list(ENGINES)}; set engine in params.yaml (or the pipeline's engine parameter)")
     offline = offline_store_type(fs_yaml, repo_dir)
@@ -53,13 +49,13 @@ def check_engine(engine: str, fs_yaml: str, repo_dir: Path = REPO_DIR) -> str:
             else f"set engine: spark, or feature_store.config: {DEFAULT_CONFIG}"
         )
         raise ValueError(
-            f"engine: {engine} but feature_store.config: {fs_yaml} has an offline store of type {offline!r}; "
+            f"engine: {engine} but feature_store.config: {read_feast_config(repo_dir, fs_yaml)[0].name} has an offline store of type {offline!r}; "
             f"the feature jobs and the join must run on the same engine: {fix}"
         )
     return engine
 
 
-def spark_session_for(fs_yaml: str, app_name: str, repo_dir: Path = REPO_DIR) -> "SparkSession":
+def spark_session_for(fs_yaml: str | None, app_name: str, repo_dir: Path = REPO_DIR) -> "SparkSession":
     """The Spark session the Feast config's offline store describes, so the feature jobs, the join and
     materialization share one: a local master gets the loopback settings of `spark_session`, any
     other master (k8s://, spark://) exactly the config's `spark_conf`."""
@@ -67,7 +63,8 @@ def spark_session_for(fs_yaml: str, app_name: str, repo_dir: Path = REPO_DIR) ->
 
     from components.data.spark_session import LOCAL_MASTER, check_session, local_session
 
-    conf = {str(k): str(v) for k, v in ((feast_config(fs_yaml, repo_dir).get("offline_store") or {}).get("spark_conf") or {}).items()}
+    offline = read_feast_config(repo_dir, fs_yaml)[1].get("offline_store") or {}
+    conf = {str(k): str(v) for k, v in (offline.get("spark_conf") or {}).items()}
     master = conf.pop("spark.master", LOCAL_MASTER)
     conf.pop("spark.app.name", None)
     if master.startswith("local"):

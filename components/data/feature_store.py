@@ -41,11 +41,7 @@ def open_store(
     `work_dir` moves the config's local files (registry, online registry, SQLite file) under one
     folder, so a pipeline step keeps its store inside its own artefact instead of the repo's data/.
     """
-    name = fs_yaml or os.environ.get("FEAST_FS_YAML", DEFAULT_FS_YAML)
-    path = Path(name) if Path(name).is_absolute() else repo_dir / name
-    if not path.exists():
-        raise FileNotFoundError(f"Feast config {path} not found; choose one of {sorted(p.name for p in repo_dir.glob('feature_store*.yaml'))}")
-    raw = yaml.safe_load(os.path.expandvars(path.read_text()))
+    path, raw = read_feast_config(repo_dir, fs_yaml)
     if work_dir is not None:
         raw = relocate_local_files(raw, Path(work_dir))
     online_registry = raw.pop(ONLINE_REGISTRY, None)
@@ -57,6 +53,16 @@ def open_store(
     if not is_uri(config.registry.path):  # a local file: Feast creates the file, not its folders
         (repo_dir / config.registry.path).parent.mkdir(parents=True, exist_ok=True)
     return FeatureStore(repo_path=str(repo_dir), config=config)
+
+
+def read_feast_config(repo_dir: Path = REPO_DIR, fs_yaml: str | None = None) -> tuple[Path, dict]:
+    """The Feast config `fs_yaml` (else FEAST_FS_YAML, else the default) as written, environment
+    variables expanded, without opening a store."""
+    name = fs_yaml or os.environ.get("FEAST_FS_YAML", DEFAULT_FS_YAML)
+    path = Path(name) if Path(name).is_absolute() else Path(repo_dir) / name
+    if not path.exists():
+        raise FileNotFoundError(f"Feast config {path} not found; choose one of {sorted(p.name for p in Path(repo_dir).glob('feature_store*.yaml'))}")
+    return path, yaml.safe_load(os.path.expandvars(path.read_text())) or {}
 
 
 def is_uri(location: str) -> bool:

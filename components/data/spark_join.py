@@ -153,11 +153,9 @@ def joined_to_parquet(spark: SparkSession, store: FeatureStore, raw_dir, label_m
     import pandas as pd
 
     events = spark.read.parquet(f"{str(raw_dir).rstrip('/')}/events.parquet")
-    entity = labelled_events(events, label_min_rating).persist()
     target = f"{str(scratch).rstrip('/')}/joined.parquet"
     try:
-        join_to_parquet(store, entity, target)
+        join_to_parquet(store, labelled_events(events, label_min_rating), target)
     finally:
-        entity.unpersist()
         spark.catalog.clearCache()  # the sort labelled_events persisted
     return pd.read_parquet(target)

@@ -211,7 +211,7 @@ def replay(
     writes into a live store. `batch_lag_hours`: when the daily jobs land after midnight (feature_jobs).
     `engine`: the one that made the registry; its daily runs read the feature tables through the same
     offline store (the local config of that engine: DuckDB, or Spark on local cores)."""
-    from components.data.engine import DEFAULT_CONFIG, SPARK_CONFIG, check_engine
+    from components.data.engine import check_engine, local_config
     from components.data.feature_store import REPO_DIR, prepare_online_store
     from serving.config import ServingConfig
     from serving.ranker import Ranker
@@ -233,9 +233,9 @@ def replay(
         if not applied.exists():
             raise FileNotFoundError(f"no applied registry at {applied}; run the apply step first (dvc repro feast_apply)")
         shutil.copyfile(applied, store_dir / "registry.db")
-        local_config = SPARK_CONFIG if engine == "spark" else DEFAULT_CONFIG
-        check_engine(engine, local_config)
-        store = prepare_online_store(REPO_DIR, local_config, work_dir=store_dir)
+        fs_yaml = local_config(engine)
+        check_engine(engine, fs_yaml)
+        store = prepare_online_store(REPO_DIR, fs_yaml, work_dir=store_dir)
         views = [v.name for v in store.list_feature_views()]
         for name, named in (("replay.pushed_views", config.pushed_views), ("replay.incident.views", incident.views if incident else ())):
             unknown = sorted(set(named) - set(views))
