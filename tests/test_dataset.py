@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from components.data.contract import seconds_to_utc
 from components.data.dataset import SPLITS, split_by_time
 from components.data.missingness import missing_rate_over_time, missingness_report, write_missing_over_time
 
@@ -40,6 +41,28 @@ def test_every_feature_timestamp_is_at_or_before_its_event(workspace):
     for column in workspace.schema.timestamp_columns:
         present = data[column].notna()
         assert (data.loc[present, column] <= data.loc[present, "event_timestamp"]).all(), column
+
+
+def test_availability_times_convert_whatever_memory_the_allocator_reuses():
+    """pandas 2.x rounds an uninitialized fraction for each NaN in `to_datetime(floats, unit="s")`; freed
+    blocks of huge floats make that garbage certain, so the plain call raises here every time."""
+    n = 2_000  # distinct values, so pandas converts the whole array rather than a cache of uniques
+    seconds = pd.Series(np.where(np.arange(n) % 3 == 0, np.nan, 1.7e9 + np.arange(n) + 0.25), name="user_profile_ts")
+
+    def after_freeing_huge_floats(convert):
+        garbage = [np.full(n, 1e300) for _ in range(20)]
+        del garbage
+        return convert(seconds)
+
+    if int(pd.__version__.split(".")[0]) < 3:  # the bug this guards against (pandas GH 58419)
+        with pytest.raises(FloatingPointError):
+            after_freeing_huge_floats(lambda s: pd.to_datetime(s, unit="s", utc=True))
+    stamps = after_freeing_huge_floats(seconds_to_utc)
+    present = seconds.notna()
+    assert str(stamps.dtype) == "datetime64[ns, UTC]" and stamps.name == "user_profile_ts"
+    assert stamps[~present].isna().all()
+    expected = pd.to_datetime(seconds[present].to_numpy(), unit="s", utc=True).as_unit("ns")
+    assert (stamps[present].to_numpy() == expected.to_numpy()).all()
 
 
 def test_split_is_by_time_with_the_configured_fractions(workspace):

@@ -150,6 +150,19 @@ def schema_from_service(service: "FeatureService", ttl_hours: dict[str, float | 
     return DatasetSchema(tuple(features), views)
 
 
+def seconds_to_utc(seconds: pd.Series) -> pd.Series:
+    """Unix seconds (float, NaN where a view had no row) as UTC nanosecond timestamps, NaT where missing.
+
+    `pd.to_datetime(floats, unit="s")` in pandas 2.x leaves the fractional part of every NaN entry
+    uninitialized and then rounds it under `errstate(over="raise")`, so whatever the allocator left
+    there can raise FloatingPointError at random (pandas GH 58419, fixed in 3.0). Converting only
+    the present values keeps pandas' arithmetic and never hands it a NaN."""
+    values = seconds.to_numpy(dtype="float64", na_value=np.nan)
+    missing = np.isnan(values)
+    stamps = pd.to_datetime(np.where(missing, 0.0, values), unit="s", utc=True).as_unit("ns")
+    return pd.Series(stamps, index=seconds.index, name=seconds.name).mask(missing)
+
+
 def to_training_frame(joined: pd.DataFrame, schema: DatasetSchema) -> pd.DataFrame:
     """Typed columns of the dataset contract plus missing masks, from joined feature rows. The dataset
     step and the service both build samples with this function, so a value missing in training is
@@ -169,7 +182,7 @@ def to_training_frame(joined: pd.DataFrame, schema: DatasetSchema) -> pd.DataFra
             col = col.astype(object).where(col.notna(), None)
         out[spec.name] = col
     for column in schema.timestamp_columns:
-        out[column] = pd.to_datetime(joined[column], unit="s", utc=True).dt.as_unit("ns")
+        out[column] = seconds_to_utc(joined[column])
     for spec in schema.features:
         out[schema.feature_mask(spec.name)] = out[spec.name].isna().astype("int8")
     for view, info in schema.views.items():
