@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Test processes: two keep a 2-core machine busy (services, Spark and subprocesses wait on I/O);
+# each runs whole test files, so module fixtures are built once. TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
 
 export PATH := $(abspath $(BIN)):$(PATH)
 
@@ -24,7 +27,7 @@ pipeline: venv
 	dvc repro
 
 test: venv
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 bench: venv
 	$(BIN)/python -m benchmarks.bench_dataset

@@ -61,7 +61,7 @@ class ServingConfig(ParamsSection):
     torch_threads: int = 1  # intra-op threads per worker: small batches run faster on one
     item_cache_size: int = 100_000  # items kept in each worker's cache; 0 turns it off
     store_check_seconds: float = 2.0  # how often a worker looks for a re-materialized or replaced store
-    reconnect_seconds: float = 1.0  # after a store error, retry with a new connection this often
+    reconnect_seconds: float = 1.0  # after a store error, probe it on a new connection this often (reads fail fast meanwhile)
     ready_requires_store: bool = False  # /readyz also fails while the online store is unreachable
     access_log: bool = True  # BentoML's access log line per request (the serving log records every answer anyway)
     log_dir: str = "data/serving_log"  # the serving log (relative: to the project root); "" turns it off

@@ -8,10 +8,15 @@ Two faults used to stick until the process restarted, because Feast's SQLite sto
 connection for the life of the object:
   - after a store error, every later read failed too, even once the store was back;
   - a store file renamed into place or re-materialized was never seen: the old file kept answering.
-So the reader opens a fresh online-store object (a new connection) after an error (at most once per
-`reconnect_seconds`), and whenever the store's fingerprint changes: the online registry's stamp
-(materialization writes it) and, for SQLite, the database file's identity. Each new connection
-bumps `generation`, which tells the item cache its rows may be out of date.
+So the reader opens a fresh online-store object (a new connection) whenever the store's fingerprint
+changes (the online registry's stamp, which materialization writes, and for SQLite the database
+file's identity), and after an error. Each new connection bumps `generation`, which tells the item
+cache its rows may be out of date.
+
+While the store is down, requests do not wait on it. A read against an unreachable Redis costs
+seconds (the client's own retries with backoff: about 4.7 s with redis-py 8's defaults), so after
+an error the reader fails fast (the answer degrades at once) and a background probe, at most one
+every `reconnect_seconds`, tries a fresh connection; its first successful read closes the circuit.
 """
 from __future__ import annotations
 
@@ -65,7 +70,8 @@ class OnlineReader:
         self._online = get_online_store_from_config(self.config.online_store)
         self._fingerprint = self._store_fingerprint()
         self._checked_at = time.monotonic()
-        self._failed_at: float | None = None
+        self._failed_at: float | None = None  # when the last failed read or probe ended; None while healthy
+        self._probing = False
 
     # -- what identifies the data the store holds ------------------------------------------
     def _resolve(self, location: str) -> Path:
@@ -99,17 +105,17 @@ class OnlineReader:
         log.info("online store: new connection (%s)", why)
 
     def maybe_refresh(self) -> None:
-        """Reconnect if the store changed (checked every `check_seconds`) or failed (retried every
-        `reconnect_seconds`). Cheap: a clock read, and a stat of two files when a check is due."""
+        """Reconnect if the store changed (checked every `check_seconds`); while it is down, start a probe
+        every `reconnect_seconds`. Cheap: a clock read, and a stat of two files when a check is due."""
         now = time.monotonic()
-        due_retry = self._failed_at is not None and now - self._failed_at >= self.reconnect_seconds
+        due_probe = not self.healthy and not self._probing and now - (self._failed_at or now) >= self.reconnect_seconds
         due_check = now - self._checked_at >= self.check_seconds
-        if not (due_retry or due_check) or not self._lock.acquire(blocking=False):
+        if not (due_probe or due_check) or not self._lock.acquire(blocking=False):
             return
         try:
-            if due_retry:
-                self._failed_at = now  # one retry per interval while the store stays down
-                self._reconnect("retry after a store error")
+            if due_probe and not self._probing:
+                self._probing = True
+                threading.Thread(target=self._probe, name="online-store-probe", daemon=True).start()
             if due_check:
                 self._checked_at = now
                 fingerprint = self._store_fingerprint()
@@ -119,26 +125,50 @@ class OnlineReader:
         finally:
             self._lock.release()
 
+    def _probe(self) -> None:
+        """One read on a fresh connection, off the request path; success closes the circuit."""
+        try:
+            with self._lock:
+                self._reconnect("retry after a store error")
+                online = self._online
+            view = next(iter(self.views.values()))
+            try:
+                online.online_read(self.config, view, [self._key(view.join_keys[0], -1)], [f.name for f in view.features])
+            except Exception as err:
+                self._failed(err)
+                return
+            with self._lock:
+                self.healthy, self._failed_at = True, None
+                self.generation += 1  # what it holds may have been restored or re-materialized
+            log.info("online store: reachable again")
+        finally:
+            self._probing = False
+
+    def _failed(self, err: Exception) -> None:
+        self.errors += 1
+        self.last_error = f"{type(err).__name__}: {err}"
+        self._failed_at = time.monotonic()  # the next probe waits `reconnect_seconds` from now
+        if self.healthy:
+            log.warning("online store: unavailable, answering without it until a probe reads again: %s", self.last_error)
+        self.healthy = False
+
+    @staticmethod
+    def _key(join_key: str, entity_id: int) -> EntityKeyProto:
+        return EntityKeyProto(join_keys=[join_key], entity_values=[ValueProto(int64_val=int(entity_id))])
+
     # -- reads -------------------------------------------------------------------------------
     def read(self, view: str, join_key: str, ids: Sequence[int]) -> list[Row]:
-        """One row per id, in order. Raises StoreUnavailable on any store failure."""
+        """One row per id, in order. Raises StoreUnavailable on any store failure, and at once while
+        the store is known to be down (a probe is retrying it)."""
         self.maybe_refresh()
-        keys = [EntityKeyProto(join_keys=[join_key], entity_values=[ValueProto(int64_val=int(i))]) for i in ids]
-        online = self._online
+        if not self.healthy:
+            raise StoreUnavailable(f"online store unavailable (probing every {self.reconnect_seconds:g} s): {self.last_error}")
+        keys = [self._key(join_key, i) for i in ids]
         try:
-            rows = online.online_read(self.config, self.views[view], keys, [f.name for f in self.views[view].features])
+            rows = self._online.online_read(self.config, self.views[view], keys, [f.name for f in self.views[view].features])
         except Exception as err:
-            self.errors += 1
-            self.last_error = f"{type(err).__name__}: {err}"
-            if self.healthy or self._failed_at is None:
-                self._failed_at = time.monotonic()
-            self.healthy = False
+            self._failed(err)
             raise StoreUnavailable(f"online store unavailable: {self.last_error}") from err
-        if not self.healthy:  # back after an outage: what it holds may have been restored or re-materialized
-            self.healthy, self._failed_at = True, None
-            with self._lock:
-                self.generation += 1
-            log.info("online store: reachable again")
         return rows
 
     def ping(self) -> bool:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,20 @@ from feature_repo.definitions import Definitions
 from feature_repo.settings import REPO_DIR, FeatureRepoSettings
 
 ROOT = Path(__file__).resolve().parents[1]
+# The longest test files start first, so that under `pytest -n 2 --dist loadfile` (make test) the
+# other worker runs everything else meanwhile instead of waiting on them at the end.
+LONGEST_FIRST = ("tests/test_dvc_pipeline.py", "tests/test_kfp_pipeline.py")
+
+# A pytest-xdist worker's __main__ has neither a spec nor a file. pyspark.sql.connect, which Great
+# Expectations imports, takes that for a doctest run without grpc and calls sys.exit(0) at import.
+_main = sys.modules["__main__"]
+if getattr(_main, "__spec__", None) is None and not hasattr(_main, "__file__"):
+    _main.__file__ = "<pytest worker>"
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    rank = {path: i for i, path in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(Path(item.path).relative_to(ROOT).as_posix(), len(rank)))  # stable: the rest keep their order
 
 
 @dataclass

@@ -81,6 +81,8 @@ def test_unreachable_online_store_degrades_to_missing_views(workspace, checkpoin
     when = pd.Timestamp("1998-03-01 20:30", tz="UTC").to_pydatetime()
     served = online.build(1, [1, 2, 3], when)
     assert served.degraded and "unavailable" in served.errors[0]
+    again = online.build(1, [4, 5], when)  # the circuit is open: answered without waiting on the dead store again
+    assert again.degraded and "probing" in again.errors[0], again.errors
     assert len(served.batch) == 3
     assert served.missing == {v: (0.0 if v == "request_context" else 1.0) for v in schema.views}
     context = model_schema.encode(pd.DataFrame({f.name: [None] for f in model_schema.fields} | {"hour_of_day": [20], "weekday": [6]}))
