@@ -30,8 +30,8 @@ def local_config(engine: str) -> str:
     return SPARK_CONFIG if engine == "spark" else DEFAULT_CONFIG
 
 
-def offline_store_type(fs_yaml: str | None, repo_dir: Path = REPO_DIR) -> str:
-    offline = read_feast_config(repo_dir, fs_yaml)[1].get("offline_store") or {}
+def _offline_store_type(raw: dict) -> str:
+    offline = raw.get("offline_store") or {}
     return str(offline.get("type", "dask") if isinstance(offline, dict) else offline)
 
 
@@ -41,7 +41,8 @@ def check_engine(engine: str, fs_yaml: str | None, repo_dir: Path = REPO_DIR) ->
     settings and the fix."""
     if engine not in ENGINES:
         raise ValueError(f"engine: {engine!r} is not one of {list(ENGINES)}; set engine in params.yaml (or the pipeline's engine parameter)")
-    offline = offline_store_type(fs_yaml, repo_dir)
+    path, raw = read_feast_config(repo_dir, fs_yaml)
+    offline = _offline_store_type(raw)
     if (engine == "spark") != (offline == "spark"):
         fix = (
             f"set feature_store.config: {SPARK_CONFIG} (or a config of yours with offline_store type spark)"
@@ -49,7 +50,7 @@ def check_engine(engine: str, fs_yaml: str | None, repo_dir: Path = REPO_DIR) ->
             else f"set engine: spark, or feature_store.config: {DEFAULT_CONFIG}"
         )
         raise ValueError(
-            f"engine: {engine} but feature_store.config: {read_feast_config(repo_dir, fs_yaml)[0].name} has an offline store of type {offline!r}; "
+            f"engine: {engine} but feature_store.config: {path.name} has an offline store of type {offline!r}; "
             f"the feature jobs and the join must run on the same engine: {fix}"
         )
     return engine

@@ -46,6 +46,9 @@ def dataset_hash(dataset_dir: Path) -> str:
     return hashlib.md5(json.dumps(entries, sort_keys=True).encode("utf-8")).hexdigest() + ".dir"
 
 
+LOADERS = ("memory", "parquet")
+
+
 @dataclass(frozen=True)
 class LoaderConfig(ParamsSection):
     """The params.yaml `train_loader:` section: how the train step reads the training split."""
@@ -59,9 +62,6 @@ class LoaderConfig(ParamsSection):
             raise ValueError(f"train_loader.kind must be one of {list(LOADERS)}, got {self.kind!r}")
         if self.chunk_rows < 1:
             raise ValueError(f"train_loader.chunk_rows must be >= 1, got {self.chunk_rows}")
-
-
-LOADERS = ("memory", "parquet")
 
 
 def training_data(dataset_dir: Path, loader: LoaderConfig) -> tuple[Any, Any, Any, dict[str, int]]:
